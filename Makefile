@@ -1,0 +1,62 @@
+# facelab — two commands do everything on a fresh machine:
+#   make book   [PROFILE=smoke|small|full]   build the HTML book (executes every chapter)
+#   make test                                unit tests + every notebook under nbval at smoke
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PROFILE ?= small
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+# The local mirror of the datasets, when this checkout sits next to it (development, CI).
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(strip $(FACELAB_DATA)),)
+  ifneq ($(wildcard $(SHARED_DATA)/README.md),)
+    export FACELAB_DATA := $(SHARED_DATA)
+  endif
+endif
+
+.PHONY: venv data book test unit notebooks lock clean help
+
+help:
+	@echo "make book [PROFILE=smoke|small|full]  build the book into _build/html"
+	@echo "make test                              run the test suite (unit + notebooks at smoke)"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@t0=$$(date +%s); \
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV) with $(PYTHON) (Python 3.11 is required)"; exit 1; }; \
+	$(PIP) install -q --upgrade "pip>=24" && \
+	$(PIP) install -q -c constraints.txt -e '.[reference,book,test]' && \
+	$(PIP) install -q --no-deps $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['facelab']['no-deps']))") && \
+	$(PY) -m facelab --version && \
+	echo "environment ready in $$(( $$(date +%s) - t0 )) s ($$(du -sh $(VENV) | cut -f1))"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+data: venv
+	$(PY) -m facelab data prepare --profile $(PROFILE)
+
+book: venv data
+	$(PY) -m facelab book build --profile $(PROFILE)
+
+unit: venv
+	$(PY) -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && { echo "error: pytest collected no tests"; exit 1; }; exit $$rc
+
+notebooks: venv
+	rm -rf .nbval && $(PY) -m facelab book parameterize --profile smoke --out .nbval
+	$(PY) -m pytest -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider .nbval; \
+	rc=$$?; [ $$rc -eq 5 ] && { echo "error: nbval collected no notebooks"; exit 1; }; exit $$rc
+
+test: venv
+	@t0=$$(date +%s); $(MAKE) --no-print-directory data PROFILE=smoke && \
+	$(MAKE) --no-print-directory unit && $(MAKE) --no-print-directory notebooks; rc=$$?; \
+	echo "make test: $$(( $$(date +%s) - t0 )) s, exit $$rc"; exit $$rc
+
+lock: venv
+	{ echo "# Full pins of every package in the facelab environment (pip install -c constraints.txt)."; \
+	  echo "# Regenerate with: make lock   (after changing pins in pyproject.toml)"; \
+	  $(PIP) freeze --exclude-editable | grep -v -E '^facelab'; } > constraints.txt
+
+clean:
+	rm -rf _build .nbval .pytest_cache

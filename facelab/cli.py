@@ -1,0 +1,56 @@
+"""Command line: ``python -m facelab COMMAND ...``.
+
+Each command group lives in the module that owns its domain and contributes an
+``add_parser(subparsers)`` function; this file only assembles them and turns the
+expected failures (missing data, bad parameters) into one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from facelab import __version__
+from facelab.paths import DataNotFoundError
+
+
+def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from facelab import bookbuild, experiments
+
+    return [experiments.add_parser, bookbuild.add_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m facelab",
+        description="facelab: models, data, measurements and the book of lightweight face recognition.",
+    )
+    parser.add_argument("--version", action="version", version=f"facelab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _command_groups():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except DataNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Paper models, one per file; importing this package registers them all."""
