@@ -2,6 +2,9 @@
 #   make book   [PROFILE=smoke|small|full]   build the HTML book (executes every chapter)
 #   make test                                unit tests + every notebook under nbval at smoke
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip prints one warning per missing local index folder on this machine; hide those lines.
+QUIET_PIP := 2>&1 | { grep -v '^WARNING: Location' || true; }
 PYTHON ?= python3.11
 VENV ?= .venv
 PROFILE ?= small
@@ -25,9 +28,8 @@ help:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@t0=$$(date +%s); \
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV) with $(PYTHON) (Python 3.11 is required)"; exit 1; }; \
-	$(PIP) install -q --upgrade "pip>=24" && \
-	$(PIP) install -q -c constraints.txt -e '.[reference,book,test]' && \
-	$(PIP) install -q --no-deps $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['facelab']['no-deps']))") && \
+	$(PIP) install -q -c constraints.txt -e '.[reference,book,test]' $(QUIET_PIP) && \
+	$(PIP) install -q --no-deps $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['facelab']['no-deps']))") $(QUIET_PIP) && \
 	$(PY) -m facelab --version && \
 	echo "environment ready in $$(( $$(date +%s) - t0 )) s ($$(du -sh $(VENV) | cut -f1))"
 	@touch $@

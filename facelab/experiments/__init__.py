@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from facelab.config import PROFILES, check_device, check_profile
-from facelab.paths import results_root
+from facelab.paths import cache_root, results_root
 from facelab.results import Result, load_result, make_provenance, result_filename, save_result, staleness
 
 #: Modules that define experiments (imported on first use of the registry).
@@ -138,8 +138,15 @@ def load_or_run(name: str, profile: str, ctx: RunContext, *, retrain: bool = Fal
 
     Runs when ``retrain`` is true or nothing is stored (and ``run_if_missing``). A stored result
     whose configuration, seed or code changed is returned with status 'stale' and the reasons.
+    At the ``smoke`` profile it always runs, and stores under ``$FACELAB_CACHE/results`` unless
+    ``results_dir`` is given.
     """
     exp = get_experiment(name)
+    if profile == "smoke":
+        # Smoke runs always compute (they exist to exercise the pipeline) and keep their
+        # results out of the committed results/ folder unless a folder is given.
+        retrain = True
+        results_dir = results_dir or cache_root() / "results"
     path = results_root(results_dir) / exp.chapter / result_filename(name, profile)
     if not retrain and path.exists():
         result = load_result(path)

@@ -97,16 +97,18 @@ def run(config: LFWReferenceConfig, ctx: RunContext):
                        workers=ctx.workers, progress=ctx.progress)
     by_rel = {r: emb[str(root / r)] for r in rel}
 
-    scores, labels, folds, kept, dropped = [], [], [], [], []
-    for k, p in enumerate(pairs):
-        a, b = (by_rel[r][0] for r in p.images())
+    scores, labels, folds, image1, image2, dropped = [], [], [], [], [], []
+    for p in pairs:
+        r1, r2 = p.images()
+        a, b = by_rel[r1][0], by_rel[r2][0]
         if a is None or b is None:
-            dropped.append(k)
+            dropped.append(f"{r1} {r2}")
             continue
         scores.append(-float(np.linalg.norm(a - b)))
         labels.append(int(p.same))
         folds.append(p.fold)
-        kept.append(k)
+        image1.append(r1)
+        image2.append(r2)
     outcomes = [v[1] for v in by_rel.values()]
     det_scores = np.array([v[2] for v in by_rel.values() if v[1] == "detected"])
     metrics = {
@@ -118,8 +120,9 @@ def run(config: LFWReferenceConfig, ctx: RunContext):
         "mean_detector_score": float(det_scores.mean()) if det_scores.size else None,
         "score": "negated Euclidean distance of dlib 128-d descriptors",
     }
-    arrays = {"score": scores, "label": labels, "fold": folds, "pair_index": kept,
-              "fallback_images": [r for r, v in by_rel.items() if v[1] != "detected"]}
+    arrays = {"score": scores, "label": labels, "fold": folds, "image1": image1, "image2": image2,
+              "dropped_pairs": dropped,
+              "not_detected": {r: v[1] for r, v in by_rel.items() if v[1] != "detected"}}
     manifest = hashlib.sha256("\n".join(rel).encode()).hexdigest()[:16]
     return metrics, arrays, manifest
 

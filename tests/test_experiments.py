@@ -1,0 +1,73 @@
+from dataclasses import dataclass
+
+import pytest
+
+from facelab import experiments
+from facelab.experiments import Experiment, RunContext
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    n: int
+
+
+CALLS = []
+
+
+def _run(config, ctx):
+    CALLS.append(config.n)
+    return {"total": config.n * 2 + ctx.seed}, {"values": list(range(config.n))}, None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy():
+    exp = Experiment(name="test.toy", chapter="99_test", description="toy", configure=lambda p: ToyConfig(
+        {"smoke": 1, "small": 3, "full": 5}[p]), run=_run, code_modules=("facelab.results",))
+    experiments._REGISTRY[exp.name] = exp
+    yield exp
+    del experiments._REGISTRY[exp.name]
+
+
+def test_run_then_load_then_stale(tmp_path, monkeypatch, isolated_cache):
+    ctx = RunContext(seed=1)
+    first = experiments.load_or_run("test.toy", "small", ctx, results_dir=tmp_path)
+    assert first.status == "ran" and first.result.metrics == {"total": 7}
+    assert (tmp_path / "99_test" / "test.toy--small.json").exists()
+    second = experiments.load_or_run("test.toy", "small", ctx, results_dir=tmp_path)
+    assert second.status == "loaded" and second.result.metrics == first.result.metrics
+    # A different seed is a different experiment: the stored result is stale.
+    third = experiments.load_or_run("test.toy", "small", RunContext(seed=2), results_dir=tmp_path)
+    assert third.status == "stale" and "configuration" in third.reasons[0]
+    assert "Stale stored result" in third.describe()
+    fourth = experiments.load_or_run("test.toy", "small", RunContext(seed=2), results_dir=tmp_path, retrain=True)
+    assert fourth.status == "ran" and fourth.result.metrics == {"total": 8}
+
+
+def test_smoke_always_runs_and_stays_out_of_results(tmp_path, isolated_cache):
+    CALLS.clear()
+    for _ in range(2):
+        out = experiments.load_or_run("test.toy", "smoke", RunContext())
+        assert out.status == "ran"
+    assert CALLS == [1, 1]
+    assert (isolated_cache / "results" / "99_test" / "test.toy--smoke.json").exists()
+
+
+def test_missing_result_without_running(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m facelab run test.toy"):
+        experiments.load_or_run("test.toy", "full", RunContext(), results_dir=tmp_path, run_if_missing=False)
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="smoke, small, full"):
+        experiments.run_experiment("test.toy", "huge", RunContext())
+    with pytest.raises(ValueError, match="device='cpu'|use 'cpu'"):
+        experiments.run_experiment("test.toy", "smoke", RunContext(device="tpu"))
+    with pytest.raises(KeyError, match="unknown experiment"):
+        experiments.get_experiment("nope")
+
+
+def test_registered_experiments_configure_every_profile():
+    for name in experiments.list_experiments():
+        exp = experiments.get_experiment(name)
+        for profile in ("smoke", "small", "full"):
+            exp.configure(profile)
