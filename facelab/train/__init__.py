@@ -1,0 +1,1 @@
+"""Training: one explicit loop (:mod:`facelab.train.loop`)."""

@@ -1,0 +1,208 @@
+"""One small, explicit training loop for identification training (softmax or margin heads).
+
+The caller passes everything that matters: the model, an optional head, the datasets, a
+:class:`TrainConfig`, the device and the seed. Nothing global is touched except torch's RNG,
+which is re-seeded from ``seed`` and the epoch number at the start of every epoch, so that a run
+resumed from a checkpoint draws exactly the same batches and dropout masks as an uninterrupted one.
+
+Checkpoints (model, head, optimizer, scheduler, history) are written atomically after every epoch
+when ``checkpoint`` is given; ``fit`` resumes from it when its configuration matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from facelab.results import config_hash
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    ``lr_mult`` maps a parameter-name prefix (``"fc"``, ``"head."``, ``"stn."``) to a learning-rate
+    multiplier: paper 001 trains newly added layers 10x faster, paper 002 the localization network
+    10-100x slower. The learning rate is lowered by ``lr_factor`` when the validation loss has not
+    improved for ``patience`` epochs (ReduceLROnPlateau), never below ``min_lr``.
+    """
+
+    epochs: int
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_factor: float = 0.5
+    patience: int = 1
+    min_lr: float = 1e-4
+    lr_mult: tuple[tuple[str, float], ...] = ()
+    grad_clip: float | None = 10.0
+
+
+@dataclass
+class History:
+    """Per-epoch training record."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return dataclasses.asdict(self)
+
+
+def parameter_groups(modules: dict[str, nn.Module], config: TrainConfig) -> list[dict]:
+    """Split parameters into optimizer groups by the ``lr_mult`` prefixes (first match wins)."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for prefix_mod, module in modules.items():
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            full = f"{prefix_mod}.{name}" if prefix_mod else name
+            mult = next((m for prefix, m in config.lr_mult if full.startswith(prefix)), 1.0)
+            groups.setdefault(mult, []).append(p)
+    return [{"params": ps, "lr": config.lr * mult, "lr_mult": mult} for mult, ps in sorted(groups.items())]
+
+
+def _logits(model: nn.Module, head: nn.Module | None, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if head is None:
+        return model(images)
+    return head(model.forward_features(images), labels)
+
+
+def evaluate_loss(model: nn.Module, head: nn.Module | None, loader: DataLoader, device: str) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over ``loader`` in eval mode."""
+    model.eval()
+    if head is not None:
+        head.eval()
+    total, correct, loss_sum = 0, 0, 0.0
+    with torch.no_grad():
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = _logits(model, head, images, labels)
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            total += len(labels)
+    return loss_sum / max(total, 1), correct / max(total, 1)
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.Module | None = None,
+        val_set: Dataset | None = None, device: str = "cpu", seed: int = 0, checkpoint: Path | None = None,
+        progress: bool = True, on_epoch: Callable[[int, History], None] | None = None) -> History:
+    """Train ``model`` (and ``head``) with SGD + momentum on ``(image, label)`` pairs.
+
+    Args:
+        model: maps ``(B, 3, H, W)`` to logits (``head=None``) or has ``forward_features``.
+        train_set: yields ``(float[3, H, W], int label)``.
+        head: optional ``head(embeddings, labels) -> logits`` (e.g. an ArcFace head).
+        checkpoint: file to resume from and to write after every epoch.
+
+    Returns:
+        The :class:`History` of all epochs (including those before a resume).
+    """
+    from tqdm.auto import tqdm
+
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    model.to(device)
+    if head is not None:
+        head.to(device)
+    modules = {"": model} if head is None else {"model": model, "head": head}
+    optimizer = torch.optim.SGD(parameter_groups(modules, config), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
+                                                           patience=config.patience,
+                                                           min_lr=[config.min_lr * g["lr_mult"] for g in optimizer.param_groups])
+    history, start_epoch = History(), 0
+    key = config_hash({"config": dataclasses.asdict(config), "seed": seed, "n_train": len(train_set)})
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("key") == key:
+            model.load_state_dict(state["model"])
+            if head is not None:
+                head.load_state_dict(state["head"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = History(**state["history"])
+            start_epoch = state["epoch"] + 1
+            print(f"resuming from {checkpoint} after epoch {start_epoch}")
+    val_loader = DataLoader(val_set, batch_size=config.batch_size) if val_set is not None and len(val_set) else None
+
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(seed * 100_003 + epoch)  # batches and dropout depend only on (seed, epoch)
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) > config.batch_size,
+                            generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        model.train()
+        if head is not None:
+            head.train()
+        t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        for images, labels in bar:
+            images, labels = images.to(device), labels.to(device)
+            logits = _logits(model, head, images, labels)
+            loss = nn.functional.cross_entropy(logits, labels)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}): "
+                                         "lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
+            optimizer.step()
+            seen += len(labels)
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        seconds = time.time() - t0
+        history.train_loss.append(loss_sum / max(seen, 1))
+        history.train_acc.append(correct / max(seen, 1))
+        if val_loader is not None:
+            vl, va = evaluate_loss(model, head, val_loader, device)
+        else:
+            vl, va = history.train_loss[-1], float("nan")
+        history.val_loss.append(vl)
+        history.val_acc.append(va)
+        history.lr.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"])
+        history.seconds.append(seconds)
+        history.images_per_s.append(seen / seconds if seconds > 0 else float("nan"))
+        scheduler.step(vl)
+        if checkpoint is not None:
+            _atomic_save({"key": key, "epoch": epoch, "model": model.state_dict(),
+                          "head": head.state_dict() if head is not None else None,
+                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "history": history.as_dict()}, Path(checkpoint))
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+    return history
+
+
+@torch.no_grad()
+def embed(model: nn.Module, dataset: Dataset, *, batch_size: int = 128, device: str = "cpu",
+          progress: bool = False) -> torch.Tensor:
+    """``(N, D)`` descriptors of every image of ``dataset`` (``(image, label)`` items) in eval mode."""
+    from tqdm.auto import tqdm
+
+    model.eval().to(device)
+    out = [model.forward_features(images.to(device)).cpu()
+           for images, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="embed", disable=not progress)]
+    return torch.cat(out) if out else torch.zeros(0)
