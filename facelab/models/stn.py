@@ -201,7 +201,6 @@ class SpatialTransformer(nn.Module):
         self.transform = transform
         self.output_size = output_size
         self.crop_fraction = crop_fraction
-        self.register_buffer("crop_matrix", centre_crop_matrix(crop_fraction)[0].clone(), persistent=False)
         self.localization: LocalizationNet | None = None
         if num_params:
             self.localization = LocalizationNet(num_outputs=num_params, setting=setting)
@@ -228,7 +227,7 @@ class SpatialTransformer(nn.Module):
     def matrix_from_params(self, params: torch.Tensor) -> torch.Tensor:
         """``(B, num_params) -> (B, 3, 3)`` transform matrix (output -> input coordinates)."""
         if self.transform == "identity":
-            return self.crop_matrix.to(params.dtype).expand(params.shape[0], 3, 3)
+            return centre_crop_matrix(self.crop_fraction, params.shape[0], dtype=params.dtype, device=params.device)
         build = {"similarity": similarity_matrix, "affine": affine_matrix, "projective": projective_matrix}
         return build[self.transform](params)
 
