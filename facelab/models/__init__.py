@@ -1,1 +1,5 @@
 """Paper models, one per file; importing this package registers them all."""
+
+from facelab.models import squeezefaceposenet  # noqa: F401
+from facelab.models import resnet_baselines  # noqa: F401
+from facelab.models import stn  # noqa: F401
