@@ -1,0 +1,1 @@
+"""Figures of results: functions take result arrays and return a matplotlib Figure."""
