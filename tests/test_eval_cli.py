@@ -92,6 +92,7 @@ def test_bad_far_option(tmp_path, only_eval):
 
 
 def test_curve_figures():
+    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
     from facelab.viz import curves
@@ -107,14 +108,24 @@ def test_curve_figures():
         curves.plot_pr({"a": ([0.1, 0.5], [1.0, 0.6])}),
         curves.plot_cmc({"a": [0.5, 0.8, 1.0]}),
         curves.plot_discrete_roc({"a": ([0, 1, 3], [0.2, 0.4, 0.5])}),
+        curves.plot_score_distributions(scores, labels, thresholds={"EER": 0.5}),
+        curves.plot_det({"perfect": ([0.0, 0.0, 0.5, 1.0], [1.0, 0.0, 0.0, 0.0])}),
     ]
     assert all(isinstance(f, Figure) for f in figs)
     # The DET axes are normal deviates: the 1% tick sits at Φ⁻¹(0.01).
     ax = figs[2].axes[0]
     assert any(abs(t - (-2.3263)) < 1e-3 for t in ax.get_xticks())
     assert "1%" in [t.get_text() for t in ax.get_xticklabels()]
+    # A perfectly separating curve has no finite DET point: the figure says so.
+    assert "separate perfectly" in figs[-1].axes[0].texts[0].get_text()
+    # Operating-point markers go into the legend.
+    assert "x" in [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
     with pytest.raises(ValueError, match="lengths"):
         curves.plot_roc({"a": ([0, 1], [0, 0.5, 1])})
+    for f in figs:
+        plt.close(f)
+    n_open = len(plt.get_fignums())
     with pytest.raises(ValueError, match="limits"):
         curves.plot_det({"a": (r.far, r.frr)}, limits=(0.5, 0.1))
+    assert len(plt.get_fignums()) == n_open  # bad input leaves no half-made figure behind
 

@@ -330,7 +330,7 @@ class VerificationReport:
                 "standard_error": _json_number(a.standard_error),
                 "per_fold": [float(x) for x in a.per_fold], "thresholds": [float(x) for x in a.thresholds],
                 "convention": "threshold maximising accuracy on the other folds, applied to each fold; "
-                              "'±' in facelab tables is sd_population (ddof=0)",
+                              "the +/- in facelab tables is sd_population (ddof=0)",
             }
         return {
             "n_genuine": self.n_genuine, "n_impostor": self.n_impostor, "n_folds": self.n_folds,

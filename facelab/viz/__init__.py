@@ -1,1 +1,1 @@
-"""Figures of results: functions take result arrays and return a matplotlib Figure."""
+"""Figures: faces and detections (``faces``), metric curves (``curves``), latency (``latency``)."""
