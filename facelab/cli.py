@@ -17,8 +17,9 @@ from facelab.paths import DataNotFoundError
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
     from facelab import bookbuild, experiments
+    from facelab.data import cli as data_cli
 
-    return [experiments.add_parser, bookbuild.add_parser]
+    return [experiments.add_parser, bookbuild.add_parser, data_cli.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
