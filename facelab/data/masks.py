@@ -99,6 +99,8 @@ def add_mask(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
     """
     style = style or str(rng.choice(sorted(MASK_STYLES)))
     colour = colour or str(rng.choice(sorted(MASK_COLOURS)))
+    if style not in MASK_STYLES:
+        raise ValueError(f"unknown mask style {style!r}: choose one of {', '.join(MASK_STYLES)}")
     if colour not in MASK_COLOURS:
         raise ValueError(f"unknown mask colour {colour!r}: choose one of {', '.join(MASK_COLOURS)}")
     n = len(MASK_STYLES[style])

@@ -296,7 +296,12 @@ def prepare_items(dataset: str, profile: str, items: list[ImageItem], *, data_ro
         todo = [it for it in items if it.path not in done or done[it.path].get("reason") in RETRIED_REASONS]
         jobs = [(it, str(_resolve(it, data_root)), str(folder)) for it in todo]
         counts: Counter = Counter()
-        with (folder / JOURNAL).open("a") as journal:
+        with (folder / JOURNAL).open("a+") as journal:
+            # A crash can leave a torn last line: start on a fresh one so no new record joins it.
+            if journal.tell() > 0:
+                journal.seek(journal.tell() - 1)
+                if journal.read(1) != "\n":
+                    journal.write("\n")
             bar = tqdm(total=len(jobs), desc=f"prepare {dataset} ({profile})", disable=not progress or not jobs)
             for row in pool.map(jobs):
                 journal.write(json.dumps(row) + "\n")
