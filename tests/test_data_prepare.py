@@ -363,3 +363,23 @@ def test_profile_selections_are_nested_deterministic_and_small_at_smoke():
     assert len(select_images("lfw", "full", data_root)) == 13233
     with pytest.raises(ValueError, match="no face selection"):
         select_images("widerface", "smoke", data_root)
+
+
+def test_detect_faces_resized_maps_back_to_the_original_pixels():
+    from facelab.data.detect import detect_faces_resized
+
+    class Fake:
+        """Reports one face at fixed coordinates of whatever image it is given, and its size."""
+
+        def detect(self, image, landmarks=True):
+            self.shape = image.shape
+            box = np.array([[10.0, 20.0, 50.0, 80.0, 0.9]])
+            return box[:, :4], box[:, 4], np.array([[[15.0, 30.0]] * 5])
+
+    fake = Fake()
+    dets = detect_faces_resized(fake, np.zeros((600, 1000, 3), np.uint8), max_side=250)
+    assert fake.shape[:2] == (150, 250)
+    np.testing.assert_allclose(dets.boxes, [[40, 80, 200, 320]], rtol=1e-6)
+    np.testing.assert_allclose(dets.landmarks[0, 0], [60, 120], rtol=1e-6)
+    detect_faces_resized(fake, np.zeros((100, 120, 3), np.uint8), max_side=250)
+    assert fake.shape[:2] == (100, 120)

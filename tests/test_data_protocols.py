@@ -269,3 +269,19 @@ def test_cross_dataset_splits_are_identity_disjoint():
     assert {"Joe Biden", "Nicholas Cage", "George Bush"} <= excluded_names
     assert all(len(v) >= 2 for v in b.train_images.values())
     assert "Joseph_Biden" in b.excluded and "George_W_Bush" in b.excluded
+
+
+def test_paper_table3_file_matches_our_protocol():
+    rows = pose_protocol.table3_comparison()
+    assert [r["images per template"] for r in rows] == [1, 5]
+    for r in rows:
+        for kind in ("same-pose genuine", "same-pose impostor", "cross-pose genuine", "cross-pose impostor"):
+            assert r[f"paper {kind}"] == r[f"ours {kind}"], kind
+    assert rows[0]["paper same-pose genuine"] == TABLE3[1][0] and rows[1]["paper cross-pose genuine"] == TABLE3[5][2]
+
+
+def test_users_with_templates_keeps_complete_users_only():
+    layout = {"a": {"frontal": ["1", "2"], "profile": ["3", "4"]}, "b": {"frontal": ["5"], "profile": ["6", "7"]},
+              "c": {"frontal": ["8", "9", "10"]}}
+    kept = pose_protocol.users_with_templates(layout, ("frontal", "profile"))
+    assert list(kept) == ["a"]

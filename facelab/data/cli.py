@@ -105,7 +105,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from facelab.config import check_profile
     from facelab.data.prepare import prepare_datasets
-    from facelab.paths import DataNotFoundError, dataset_dir
+    from facelab.paths import DataNotFoundError, dataset_dir, prepared_dir
 
     check_profile(args.profile)
     explicit = args.datasets is not None
@@ -136,7 +136,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         reasons = ", ".join(f"{k} {v}" for k, v in s["reasons"].items() if v) or "none"
         print(f"{name} ({args.profile}): {s['accepted']:,} of {s['images']:,} images accepted, {s['rejected']:,} "
               f"rejected ({reasons}); {s['processed_this_run']:,} processed, {s['skipped_as_done']:,} already done; "
-              f"{s['seconds']:.1f} s with {s['workers']} workers; packed {_size(s['packed_bytes'])}")
+              f"{s['seconds']:.1f} s with {s['workers']} workers; packed {_size(s['packed_bytes'])} in "
+              f"{prepared_dir(name)}")
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelab.paths import prepared_dir
+from facelab.paths import dataset_dir, prepared_dir
 from facelab.results import atomic_write_text
 
 LANDMARK_KEYS = ("le", "re", "nose", "ml", "mr")
@@ -66,6 +66,12 @@ COLUMN_DOC: dict[str, str] = {
 
 STATUS_OK = "ok"
 STATUS_REJECTED = "rejected"
+
+
+def resolve_image(dataset: str, path: str, data_root: str | os.PathLike | None = None) -> Path:
+    """The file of a manifest ``path`` (``<dataset folder>/...``, relative to the data root)."""
+    parts = path.split("/", 1)
+    return dataset_dir(dataset, data_root) / (parts[1] if len(parts) == 2 else path)
 
 
 def manifest_path(dataset: str, profile: str) -> Path:

@@ -172,3 +172,51 @@ def cfp_layout(image_paths: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         ident, pose, _ = parse_image_path(rel)
         layout.setdefault(ident, {}).setdefault(pose, []).append(rel)
     return layout
+
+
+def paper_table3() -> list[dict]:
+    """Table 3 of paper 001 as published (``paper_001_table3.json`` next to this module)."""
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).with_name("paper_001_table3.json")).read_text())["rows"]
+
+
+def table3_comparison(cfp_layout_: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> list[dict]:
+    """Table 3 side by side: the paper's numbers, ours on the paper's layout, ours on CFP.
+
+    One row per template size; the CFP columns are per pose combination (frontal-frontal,
+    profile-profile, frontal-profile) because CFP has two poses of unequal size.
+    """
+    ours = count_table(paper_layout(), ("frontal", "profile"))
+    cfp_rows = count_table(cfp_layout_, ("frontal", "profile")) if cfp_layout_ is not None else []
+    out = []
+    for paper in paper_table3():
+        k = paper["images_per_template"]
+        mine = {(r["pose_a"], r["pose_b"]): r for r in ours if r["images_per_template"] == k}
+        row = {"images per template": k,
+               "paper same-pose genuine": paper["same_pose_genuine"],
+               "ours same-pose genuine": mine[("frontal", "frontal")]["genuine"],
+               "paper same-pose impostor": paper["same_pose_impostor"],
+               "ours same-pose impostor": mine[("frontal", "frontal")]["impostor"],
+               "paper cross-pose genuine": paper["cross_pose_genuine"],
+               "ours cross-pose genuine": mine[("frontal", "profile")]["genuine"],
+               "paper cross-pose impostor": paper["cross_pose_impostor"],
+               "ours cross-pose impostor": mine[("frontal", "profile")]["impostor"]}
+        for r in cfp_rows:
+            if r["images_per_template"] == k:
+                tag = f"CFP {r['pose_a'][0].upper()}{r['pose_b'][0].upper()}"
+                row[f"{tag} genuine"], row[f"{tag} impostor"] = r["genuine"], r["impostor"]
+        out.append(row)
+    return out
+
+
+def users_with_templates(layout: Mapping[str, Mapping[str, Sequence[str]]], poses: Sequence[str],
+                         min_images: int = 2) -> dict[str, dict[str, list[str]]]:
+    """The users having at least ``min_images`` images in every pose of ``poses`` (two templates each).
+
+    A prepared subset can hold users with a single image of a pose (pairs of a verification
+    protocol); they cannot take part in this protocol, so they are left out, not counted as misses.
+    """
+    return {u: {p: list(v[p]) for p in poses} for u, v in layout.items()
+            if all(len(v.get(p, ())) >= min_images for p in poses)}

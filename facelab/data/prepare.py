@@ -46,11 +46,12 @@ from facelab.data.manifest import (
     STATUS_REJECTED,
     manifest_path,
     packed_path,
+    resolve_image,
     summary_path,
     write_manifest,
 )
 from facelab.data.selection import ImageItem
-from facelab.paths import dataset_dir, prepared_dir
+from facelab.paths import prepared_dir
 from facelab.results import atomic_write_text
 
 JOURNAL = "records.jsonl"
@@ -271,12 +272,6 @@ def _pack(rows: list[dict], folder: Path, target: Path, size: int, progress: boo
     os.replace(tmp, target)
 
 
-def _resolve(item: ImageItem, data_root: str | os.PathLike | None) -> Path:
-    root = dataset_dir(item.dataset, data_root)
-    folder = item.path.split("/", 1)
-    return root / folder[1] if len(folder) == 2 else root / item.path
-
-
 def prepare_items(dataset: str, profile: str, items: list[ImageItem], *, data_root: str | os.PathLike | None = None,
                   workers: int = 0, progress: bool = True, config: PrepareConfig = PrepareConfig(),
                   pool: DetectorPool | None = None) -> dict:
@@ -294,7 +289,7 @@ def prepare_items(dataset: str, profile: str, items: list[ImageItem], *, data_ro
         config = pool.config
         done = read_journal(folder, config)
         todo = [it for it in items if it.path not in done or done[it.path].get("reason") in RETRIED_REASONS]
-        jobs = [(it, str(_resolve(it, data_root)), str(folder)) for it in todo]
+        jobs = [(it, str(resolve_image(it.dataset, it.path, data_root)), str(folder)) for it in todo]
         counts: Counter = Counter()
         with (folder / JOURNAL).open("a+") as journal:
             # A crash can leave a torn last line: start on a fresh one so no new record joins it.
