@@ -17,9 +17,10 @@ from facelab.paths import DataNotFoundError
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
     from facelab import bookbuild, experiments
+    from facelab.data import cli as data_cli
     from facelab.eval import cli as eval_cli
 
-    return [experiments.add_parser, bookbuild.add_parser, eval_cli.add_parser]
+    return [data_cli.add_parser, experiments.add_parser, eval_cli.add_parser, bookbuild.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

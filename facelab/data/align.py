@@ -83,3 +83,49 @@ def loose_crop_box(box: np.ndarray, image_shape: tuple[int, ...], scale: float =
     h, w = image_shape[:2]
     return np.array([max(0.0, cx - side / 2), max(0.0, cy - side / 2),
                      min(float(w), cx + side / 2), min(float(h), cy + side / 2)])
+
+
+def square_box(box: np.ndarray, scale: float = 1.4) -> np.ndarray:
+    """A square xyxy box ``scale`` times the larger side of ``box``, same centre, NOT clipped."""
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * scale / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+def box_to_crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
+    """``float64[2, 3]`` scale-and-shift matrix mapping xyxy ``box`` onto a ``size`` x ``size`` crop."""
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)
+    sx, sy = size / (x2 - x1), size / (y2 - y1)
+    return np.array([[sx, 0.0, -x1 * sx], [0.0, sy, -y1 * sy]])
+
+
+def loose_crop(image: np.ndarray, box: np.ndarray, scale: float = 1.4, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """An unaligned square crop around a detected face (for alignment learning and detection).
+
+    The crop is :func:`square_box` of ``box``, rounded to whole pixels, resized to ``size`` x
+    ``size`` (area interpolation when shrinking, so large images do not alias); parts outside
+    the image are black, so the crop is a pure scale and shift of the image.
+
+    Args:
+        image: ``uint8[H, W, 3]``.
+        box: ``float[4]`` xyxy face box in image pixels.
+
+    Returns:
+        (``uint8[size, size, 3]`` crop, ``float64[2, 3]`` image->crop matrix; use :func:`warp_points`
+        to move landmarks into the crop).
+    """
+    x1, y1, x2, y2 = np.round(square_box(box, scale)).astype(int)
+    x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+    h, w = image.shape[:2]
+    pad = [max(0, -y1), max(0, y2 - h), max(0, -x1), max(0, x2 - w)]
+    region = image[max(0, y1):min(h, y2), max(0, x1):min(w, x2)]
+    if region.size == 0:
+        region = np.zeros((y2 - y1, x2 - x1, image.shape[2]), image.dtype)
+    elif any(pad):
+        region = cv2.copyMakeBorder(region, *pad, borderType=cv2.BORDER_CONSTANT, value=0)
+    interp = cv2.INTER_AREA if region.shape[0] > size else cv2.INTER_LINEAR
+    crop = cv2.resize(region, (size, size), interpolation=interp)
+    # cv2.resize aligns pixel *edges* (x_dst + 0.5 = (x_src + 0.5) * s), hence the half-pixel terms.
+    sx, sy = size / (x2 - x1), size / (y2 - y1)
+    m = np.array([[sx, 0.0, (0.5 - x1) * sx - 0.5], [0.0, sy, (0.5 - y1) * sy - 0.5]])
+    return crop, m

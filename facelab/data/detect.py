@@ -72,3 +72,22 @@ def select_face(dets: FaceDetections, image_shape: tuple[int, ...]) -> int | Non
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     centre = np.stack([(b[:, 0] + b[:, 2]) / 2 - w / 2, (b[:, 1] + b[:, 3]) / 2 - h / 2], axis=1)
     return int(np.argmax(area - 2.0 * (centre**2).sum(axis=1)))
+
+
+def detect_faces_resized(detector, image: np.ndarray, max_side: int | None = None) -> FaceDetections:
+    """Detect faces on a copy of ``image`` shrunk so its longer side is at most ``max_side``.
+
+    Dataset images with one large face need no full-resolution pyramid: detecting on a smaller
+    copy is several times faster. Boxes and landmarks are returned in ``image``'s pixels.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = 1.0 if not max_side or max(h, w) <= max_side else max_side / max(h, w)
+    if scale == 1.0:
+        return detect_faces(detector, image)
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    dets = detect_faces(detector, cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA))
+    sx, sy = w / sw, h / sh
+    boxes = dets.boxes * np.array([sx, sy, sx, sy], np.float32)
+    return FaceDetections(boxes, dets.scores, dets.landmarks * np.array([sx, sy], np.float32))

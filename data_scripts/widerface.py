@@ -1,0 +1,21 @@
+"""Fetch or prepare WIDER FACE validation subset and its ground truth (gated: terms of use).
+
+    python data_scripts/widerface.py fetch [--from DIR [--copy]] [--dest DIR]
+    python data_scripts/widerface.py prepare [--profile smoke|small|full] [--workers N] [--data-root DIR]
+
+``fetch --from DIR`` links (or copies) a local copy laid out as the official archive extracts;
+without it, public files are downloaded with SHA-256 checks and resumed if interrupted, and gated
+datasets print how to request them. ``prepare`` is ``python -m facelab data prepare`` for this dataset.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from facelab.data.cli import script_main
+except ImportError:  # run from a source checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from facelab.data.cli import script_main
+
+if __name__ == "__main__":
+    raise SystemExit(script_main("widerface"))

@@ -1,0 +1,216 @@
+"""``python -m facelab data ...``: status, fetch and prepare of the datasets.
+
+    python -m facelab data status  [--data-root DIR] [--json]
+    python -m facelab data fetch   NAME [--from DIR [--copy]] [--dest DIR]
+    python -m facelab data prepare --profile smoke|small|full [--datasets lfw,cfp,widerface]
+                                   [--workers N] [--data-root DIR] [--no-progress]
+
+The scripts ``data_scripts/<dataset>.py fetch|prepare`` call :func:`script_main`, the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from facelab.config import PROFILES
+
+#: What ``prepare`` does without ``--datasets`` (the others have nothing to prepare).
+PREPARABLE = ("lfw", "cfp", "widerface")
+
+
+def _size(n: int | float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _counts_line(name: str, c: dict) -> str:
+    if name == "lfw":
+        return (f"{c['images']:,} images, {c['identities']:,} identities ({c['identities_2plus']:,} with 2+ images), "
+                f"View 2 {c['pairs_view2']:,} pairs, View 1 {c['pairs_dev_train']:,} train + "
+                f"{c['pairs_dev_test']:,} test pairs")
+    if name == "cfp":
+        return (f"{c['images']:,} images ({c['frontal']:,} frontal, {c['profile']:,} profile), "
+                f"{c['identities']:,} identities, FF {c['pairs_FF']:,} pairs, FP {c['pairs_FP']:,} pairs")
+    if name == "widerface":
+        return f"{c['images']:,} images, {c['faces']:,} faces (validation subset with ground truth)"
+    return ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in c.items())
+
+
+def _prepared_line(prepared: dict) -> str:
+    parts = []
+    for profile in PROFILES:
+        s = prepared.get(profile)
+        if not s:
+            parts.append(f"{profile}: -")
+        elif "error" in s:
+            parts.append(f"{profile}: {s['error']}")
+        elif "faces" in s:
+            parts.append(f"{profile}: {s['accepted']} images / {s['faces']} faces checked")
+        else:
+            reasons = ", ".join(f"{k} {v}" for k, v in s.get("reasons", {}).items() if v)
+            parts.append(f"{profile}: {s['accepted']:,} ok / {s['rejected']:,} rejected"
+                         + (f" ({reasons})" if reasons else "") + f", {_size(s.get('packed_bytes', 0))} packed")
+    return "; ".join(parts)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from facelab.data.inventory import data_status
+    from facelab.paths import data_roots
+
+    entries = data_status(args.data_root)
+    if args.json:
+        print(json.dumps(entries, indent=1))
+        return 0
+    print("data roots searched: " + ", ".join(str(p) for p in data_roots(args.data_root)))
+    for e in entries:
+        print(f"\n{e['name']:<10} {e['title']}")
+        if not e["found"]:
+            print(f"{'':<10} NOT FOUND. Get it: {e['how_to_get']}")
+        else:
+            print(f"{'':<10} found at {e['folder']}")
+            if "error" in e:
+                print(f"{'':<10} could not count: {e['error']}")
+            else:
+                print(f"{'':<10} {_counts_line(e['name'], e['counts'])}")
+        if e["name"] in PREPARABLE:
+            print(f"{'':<10} prepared: {_prepared_line(e['prepared'])}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from facelab.data.fetch import fetch_dataset, fetch_from
+    from facelab.paths import DATASETS
+
+    if args.name not in DATASETS:
+        raise KeyError(f"unknown dataset {args.name!r}; known: {', '.join(sorted(DATASETS))}")
+    if args.source:
+        folder, report = fetch_from(args.name, args.source, args.dest, copy=args.copy, progress=not args.no_progress)
+        counts = report["counts"]
+        print(f"{args.name}: {'copied to' if args.copy else 'linked as'} {folder}")
+        if counts:
+            print(f"  {_counts_line(args.name, counts)}")
+        for problem in report["problems"]:
+            print(f"  warning: {problem}")
+        return 1 if report["problems"] else 0
+    folder = fetch_dataset(args.name, args.dest, progress=not args.no_progress)
+    print(f"{args.name}: downloaded and verified into {folder}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from facelab.config import check_profile
+    from facelab.data.prepare import prepare_datasets
+    from facelab.paths import DataNotFoundError, dataset_dir, prepared_dir
+
+    check_profile(args.profile)
+    explicit = args.datasets is not None
+    names = [n.strip() for n in (args.datasets or ",".join(PREPARABLE)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in PREPARABLE]
+    if unknown:
+        raise ValueError(f"cannot prepare {', '.join(unknown)}: choose from {', '.join(PREPARABLE)}")
+    present = []
+    for name in names:
+        try:
+            dataset_dir(name, args.data_root)
+            present.append(name)
+        except DataNotFoundError as err:
+            if explicit:
+                raise
+            print(f"{name}: not found, skipped. {str(err).splitlines()[0]}", file=sys.stderr)
+    try:
+        summaries = prepare_datasets(present, args.profile, data_root=args.data_root, workers=args.workers,
+                                     progress=not args.no_progress)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name, s in summaries.items():
+        if name == "widerface":
+            print(f"{name} ({args.profile}): {s['accepted']}/{s['images']} images, {s['faces']} faces "
+                  f"checked in {s['seconds']:.1f} s")
+            continue
+        reasons = ", ".join(f"{k} {v}" for k, v in s["reasons"].items() if v) or "none"
+        print(f"{name} ({args.profile}): {s['accepted']:,} of {s['images']:,} images accepted, {s['rejected']:,} "
+              f"rejected ({reasons}); {s['processed_this_run']:,} processed, {s['skipped_as_done']:,} already done; "
+              f"{s['seconds']:.1f} s with {s['workers']} workers; packed {_size(s['packed_bytes'])} in "
+              f"{prepared_dir(name)}")
+    return 0
+
+
+def _add_fetch_args(p: argparse.ArgumentParser, with_name: bool) -> None:
+    if with_name:
+        p.add_argument("name", help="dataset: lfw, cfp, widerface, aflw2000, rwmfd")
+    p.add_argument("--from", dest="source", metavar="DIR",
+                   help="use a local copy (the dataset folder, or a data root holding it) instead of downloading")
+    p.add_argument("--copy", action="store_true", help="with --from: copy the files instead of linking the folder")
+    p.add_argument("--dest", metavar="DIR", help="data root to put it in (default: $FACELAB_CACHE/data)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_prepare_args(p: argparse.ArgumentParser, with_datasets: bool) -> None:
+    p.add_argument("--profile", default="small", choices=PROFILES, help="which subset to prepare (default small)")
+    if with_datasets:
+        p.add_argument("--datasets", metavar="A,B", help=f"comma-separated subset of {','.join(PREPARABLE)} "
+                                                        "(default: all that are found)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: every core)")
+    p.add_argument("--data-root", metavar="DIR", help="data root (default: $FACELAB_DATA, then the cache)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``data status|fetch|prepare`` to the facelab command line."""
+    data = sub.add_parser("data", help="datasets: status, fetch, prepare")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: data.print_help() or 0)
+
+    p = dsub.add_parser("status", help="datasets found under the data root, their counts and what is prepared")
+    p.add_argument("--data-root", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print the full status as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = dsub.add_parser("fetch", help="download a dataset (public ones) or take a local copy (--from DIR)")
+    _add_fetch_args(p, with_name=True)
+    p.set_defaults(func=cmd_fetch)
+
+    p = dsub.add_parser("prepare", help="detect, align, crop and pack the images a profile uses")
+    _add_prepare_args(p, with_datasets=True)
+    p.set_defaults(func=cmd_prepare)
+
+
+def run_guarded(func, args: argparse.Namespace) -> int:
+    """Run a command function, turning the expected failures into one line on stderr (as facelab.cli.main)."""
+    from facelab.paths import DataNotFoundError
+
+    try:
+        return int(func(args) or 0)
+    except DataNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def script_main(name: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``data_scripts/<name>.py fetch|prepare`` (``name`` may be ``all``)."""
+    parser = argparse.ArgumentParser(prog=f"python data_scripts/{name}.py",
+                                     description=f"fetch or prepare {name if name != 'all' else 'every dataset'}")
+    sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
+    _add_fetch_args(sub.add_parser("fetch", help="download (public datasets) or take a local copy with --from DIR"),
+                    with_name=False)
+    _add_prepare_args(sub.add_parser("prepare", help="detect, align, crop and pack"), with_datasets=False)
+    args = parser.parse_args(argv)
+    rc = 0
+    if args.step == "prepare":
+        args.datasets = ",".join(PREPARABLE) if name == "all" else name
+        return run_guarded(cmd_prepare, args)
+    for n in PREPARABLE if name == "all" else (name,):
+        rc = max(rc, run_guarded(cmd_fetch, argparse.Namespace(**{**vars(args), "name": n})))
+    return rc

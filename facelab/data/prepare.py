@@ -1,0 +1,410 @@
+"""Prepare face datasets: detect, pick the subject, align to 112x112, keep a loose crop, pack.
+
+Per image (:func:`process_image`):
+
+1. read with OpenCV (:func:`facelab.data.imageio.read_rgb`): a missing, unreadable, truncated,
+   too small or too large file is *rejected* with that reason;
+2. MTCNN (facenet-pytorch's shipped weights) on a copy shrunk to ``detect_max_side``, smallest
+   face ``min_face_fraction`` of the shorter side; if nothing is found, a second pass with relaxed
+   thresholds and the smallest face size (``detect_pass`` = 2); still nothing: rejected ``no_face``;
+3. the subject is the largest, most central face (:func:`facelab.data.detect.select_face`);
+   ``n_faces`` records how many were found;
+4. similarity alignment of its 5 landmarks onto the ArcFace template (OpenCV), 112x112, and a
+   loose square crop (1.4 x the box, 128x128, no alignment) with the landmarks moved into it;
+   landmarks no similarity fits are rejected ``bad_landmarks``.
+
+Per dataset and profile (:func:`prepare_dataset`): the profile's images
+(:mod:`facelab.data.selection`) are processed by a process pool (one torch thread per
+worker, so results do not depend on the number of workers); every finished image is appended
+to ``records.jsonl`` at once, so an interrupted run resumes where it stopped and a re-run
+skips finished images (read failures are retried: the file may have been fixed). Then the
+manifest, the packed ``uint8[N, 112, 112, 3]`` array and a summary are written atomically
+(see :mod:`facelab.data.manifest`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelab.data.manifest import (
+    LANDMARK_COLUMNS,
+    LOOSE_BOX_COLUMNS,
+    LOOSE_LANDMARK_COLUMNS,
+    STATUS_OK,
+    STATUS_REJECTED,
+    manifest_path,
+    packed_path,
+    resolve_image,
+    summary_path,
+    write_manifest,
+)
+from facelab.data.selection import ImageItem
+from facelab.paths import prepared_dir
+from facelab.results import atomic_write_text
+
+JOURNAL = "records.jsonl"
+#: Read failures are retried on a re-run (the user may have fixed the file); other rejections are kept.
+RETRIED_REASONS = ("missing", "unreadable", "truncated")
+REJECT_REASONS = ("missing", "unreadable", "truncated", "too_small", "too_large", "no_face", "bad_landmarks")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Detection and cropping parameters (their hash keys the journal: change one, images are redone)."""
+
+    aligned_size: int = 112
+    loose_size: int = 128
+    loose_scale: float = 1.4
+    detect_max_side: int = 320
+    min_face_fraction: float = 0.2
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    retry_thresholds: tuple[float, float, float] = (0.5, 0.6, 0.6)
+    aligned_format: str = ".png"  # lossless: the packed array equals the files exactly
+    loose_format: str = ".jpg"
+    jpeg_quality: int = 95
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _detect(detector, image: np.ndarray, config: PrepareConfig):
+    from facelab.data.detect import detect_faces_resized
+
+    h, w = image.shape[:2]
+    shrink = min(1.0, config.detect_max_side / max(h, w))
+    passes = ((config.thresholds, max(config.min_face_size, int(config.min_face_fraction * min(h, w) * shrink))),
+              (config.retry_thresholds, config.min_face_size))
+    for number, (thresholds, min_face) in enumerate(passes, 1):
+        # facenet-pytorch's MTCNN reads these attributes on every detect() call.
+        detector.thresholds, detector.min_face_size = list(thresholds), min_face
+        dets = detect_faces_resized(detector, image, config.detect_max_side)
+        if len(dets):
+            return dets, number
+    return dets, 0
+
+
+def output_paths(item: ImageItem, config: PrepareConfig) -> tuple[str, str]:
+    """(aligned, loose) crop paths relative to the prepared folder."""
+    stem = str(Path(item.rel).with_suffix(""))
+    return f"aligned/{stem}{config.aligned_format}", f"loose/{stem}{config.loose_format}"
+
+
+def process_image(detector, item: ImageItem, image_path: str | os.PathLike, out_dir: str | os.PathLike,
+                  config: PrepareConfig) -> dict:
+    """Detect, align and crop one image; write its crops under ``out_dir``; return its manifest row.
+
+    Never raises for a bad image: the row's ``status`` is ``rejected`` and ``reason`` says why.
+    """
+    from facelab.data.align import align_face, loose_crop, square_box, template, warp_points
+    from facelab.data.detect import select_face
+    from facelab.data.imageio import ImageReadError, read_rgb, write_image
+
+    row: dict = {"path": item.path, "dataset": item.dataset, "identity": item.identity, "name": item.name,
+                 "pose": item.pose, "split": item.split, "status": STATUS_REJECTED, "reason": "",
+                 "packed_index": -1, "key": config.key()}
+    try:
+        image = read_rgb(image_path)
+    except ImageReadError as err:
+        row["reason"] = err.reason
+        return row
+    row.update(width=image.shape[1], height=image.shape[0])
+    dets, number = _detect(detector, image, config)
+    row.update(n_faces=len(dets), detect_pass=number)
+    i = select_face(dets, image.shape)
+    if i is None:
+        row["reason"] = "no_face"
+        return row
+    box, lms = dets.boxes[i].astype(np.float64), dets.landmarks[i].astype(np.float64)
+    row["score"] = float(dets.scores[i])
+    row.update(zip(("x1", "y1", "x2", "y2"), box.tolist()))
+    row.update(zip(LANDMARK_COLUMNS, lms.reshape(-1).tolist()))
+    try:
+        if not np.isfinite(lms).all():
+            raise ValueError("non-finite landmarks")
+        aligned, m = align_face(image, lms, config.aligned_size)
+    except ValueError:
+        row["reason"] = "bad_landmarks"
+        return row
+    row["align_rms"] = float(np.sqrt(((warp_points(lms, m) - template(config.aligned_size)) ** 2).sum(1).mean()))
+    loose, lm = loose_crop(image, box, config.loose_scale, config.loose_size)
+    aligned_rel, loose_rel = output_paths(item, config)
+    out_dir = Path(out_dir)
+    write_image(out_dir / aligned_rel, aligned, config.jpeg_quality)
+    write_image(out_dir / loose_rel, loose, config.jpeg_quality)
+    # The pixel box loose_crop resized (image[y1:y2, x1:x2], padded where it leaves the image).
+    row.update(zip(LOOSE_BOX_COLUMNS, np.round(square_box(box, config.loose_scale)).tolist()))
+    row.update(zip(LOOSE_LANDMARK_COLUMNS, warp_points(lms, lm).reshape(-1).tolist()))
+    row.update(status=STATUS_OK, aligned=aligned_rel, loose=loose_rel)
+    return row
+
+
+# Per-process state of the worker pool (set by the initializer).
+_WORKER: dict = {}
+
+
+def _init_worker(config: PrepareConfig) -> None:
+    import torch
+
+    from facelab.data.detect import load_mtcnn
+
+    # One thread per worker: parallelism comes from processes, and results do not depend on it.
+    torch.set_num_threads(1)
+    _WORKER.update(detector=load_mtcnn("cpu", config.min_face_size, config.thresholds), config=config)
+
+
+def _work(job: tuple[ImageItem, str, str]) -> dict:
+    item, path, out_dir = job
+    return process_image(_WORKER["detector"], item, path, out_dir, _WORKER["config"])
+
+
+class DetectorPool:
+    """A process pool of MTCNN workers, started on first use and shared by several datasets.
+
+    ``workers=1`` (or a small job list) runs in this process instead, with one torch thread
+    while it works, so the numbers are those of the pool.
+    """
+
+    def __init__(self, config: PrepareConfig = PrepareConfig(), workers: int = 0):
+        self.config = config
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, jobs: list[tuple[ImageItem, str, str]]):
+        """Rows of ``jobs`` (item, image path, output folder), in order, as they finish."""
+        if self.workers == 1 or len(jobs) < 8:
+            import torch
+
+            threads = torch.get_num_threads()
+            if "detector" not in _WORKER or _WORKER["config"] != self.config:
+                _init_worker(self.config)
+            torch.set_num_threads(1)
+            try:
+                for job in jobs:
+                    yield _work(job)
+            finally:
+                torch.set_num_threads(threads)
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
+                                             initargs=(self.config,))
+        try:
+            yield from self._pool.map(_work, jobs, chunksize=4)
+        except BaseException:
+            self.close(cancel=True)
+            raise
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+            self._pool = None
+
+    def __enter__(self) -> DetectorPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(cancel=exc[0] is not None)
+
+
+def read_journal(folder: Path, config: PrepareConfig) -> dict[str, dict]:
+    """Finished rows by image path (the last record of a path wins; a torn last line is ignored)."""
+    path = folder / JOURNAL
+    out: dict[str, dict] = {}
+    if not path.exists():
+        return out
+    key = config.key()
+    with path.open() as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("key") != key:
+                continue
+            if row["status"] == STATUS_OK and not all((folder / row[c]).exists() for c in ("aligned", "loose")):
+                continue
+            out[row["path"]] = row
+    return out
+
+
+@contextlib.contextmanager
+def _lock(folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".prepare.lock").open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `facelab data prepare` is writing {folder}; wait for it to finish") from None
+        yield
+
+
+def _dir_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def _pack(rows: list[dict], folder: Path, target: Path, size: int, progress: bool) -> None:
+    """Write ``uint8[N, size, size, 3]`` of the accepted rows' aligned crops atomically."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    ok = [r for r in rows if r["status"] == STATUS_OK]
+    tmp = target.with_name(f".{target.name}.tmp")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ok), size, size, 3))
+    for r in tqdm(ok, desc=f"pack {target.name}", disable=not progress or len(ok) < 500, leave=False):
+        bgr = cv2.imread(str(folder / r["aligned"]), cv2.IMREAD_COLOR)
+        if bgr is None or bgr.shape[:2] != (size, size):
+            raise RuntimeError(f"{folder / r['aligned']} is damaged: delete it and rerun prepare")
+        arr[r["packed_index"]] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    arr.flush()
+    del arr
+    os.replace(tmp, target)
+
+
+def prepare_items(dataset: str, profile: str, items: list[ImageItem], *, data_root: str | os.PathLike | None = None,
+                  workers: int = 0, progress: bool = True, config: PrepareConfig = PrepareConfig(),
+                  pool: DetectorPool | None = None) -> dict:
+    """Prepare ``items`` of ``dataset`` as profile ``profile`` (see module docstring); return the summary.
+
+    ``pool``: a :class:`DetectorPool` to share between datasets (else one is made for this call).
+    """
+    from tqdm.auto import tqdm
+
+    folder = prepared_dir(dataset)
+    started = time.time()
+    with _lock(folder), contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(DetectorPool(config, workers))
+        config = pool.config
+        done = read_journal(folder, config)
+        todo = [it for it in items if it.path not in done or done[it.path].get("reason") in RETRIED_REASONS]
+        jobs = [(it, str(resolve_image(it.dataset, it.path, data_root)), str(folder)) for it in todo]
+        counts: Counter = Counter()
+        with (folder / JOURNAL).open("a+") as journal:
+            # A crash can leave a torn last line: start on a fresh one so no new record joins it.
+            if journal.tell() > 0:
+                journal.seek(journal.tell() - 1)
+                if journal.read(1) != "\n":
+                    journal.write("\n")
+            bar = tqdm(total=len(jobs), desc=f"prepare {dataset} ({profile})", disable=not progress or not jobs)
+            for row in pool.map(jobs):
+                journal.write(json.dumps(row) + "\n")
+                journal.flush()
+                done[row["path"]] = row
+                counts[row["reason"] or "ok"] += 1
+                bar.update()
+                bar.set_postfix(rejected=sum(v for k, v in counts.items() if k != "ok"), refresh=False)
+            bar.close()
+        rows, next_index = [], 0
+        for it in items:
+            row = {k: v for k, v in done[it.path].items() if k != "key"}
+            # Selection metadata comes from the current selection (a row may predate a relabel).
+            row.update(identity=it.identity, name=it.name, pose=it.pose, split=it.split, dataset=dataset)
+            row["packed_index"] = -1
+            if row["status"] == STATUS_OK:
+                row["packed_index"], next_index = next_index, next_index + 1
+            rows.append(row)
+        fingerprint = hashlib.sha256("\n".join(f"{r['path']}|{r['status']}|{r.get('aligned', '')}" for r in rows)
+                                     .encode()).hexdigest()[:16] + config.key()
+        spath, ppath = summary_path(dataset, profile), packed_path(dataset, profile)
+        previous = json.loads(spath.read_text()) if spath.exists() else {}
+        packed = False
+        if previous.get("fingerprint") != fingerprint or not ppath.exists() or jobs:
+            _pack(rows, folder, ppath, config.aligned_size, progress)
+            packed = True
+        write_manifest(manifest_path(dataset, profile), rows)
+        reasons = Counter(r["reason"] for r in rows if r["status"] != STATUS_OK)
+        ok = [r for r in rows if r["status"] == STATUS_OK]
+        summary = {
+            "dataset": dataset, "profile": profile, "images": len(rows), "accepted": len(ok),
+            "rejected": len(rows) - len(ok), "reasons": {k: reasons.get(k, 0) for k in REJECT_REASONS},
+            "identities": len({r["identity"] for r in rows}),
+            "identities_accepted": len({r["identity"] for r in ok}),
+            "several_faces": sum(1 for r in ok if (r.get("n_faces") or 0) > 1),
+            "found_on_retry": sum(1 for r in ok if r.get("detect_pass") == 2),
+            "processed_this_run": len(jobs), "skipped_as_done": len(items) - len(jobs), "repacked": packed,
+            "workers": (1 if pool.workers == 1 or len(jobs) < 8 else pool.workers) if jobs else 0, "seconds": round(time.time() - started, 2),
+            "packed_bytes": ppath.stat().st_size, "fingerprint": fingerprint,
+            "config": dataclasses.asdict(config), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        atomic_write_text(spath, json.dumps(summary, indent=1))
+    return summary
+
+
+def prepare_dataset(dataset: str, profile: str, *, data_root: str | os.PathLike | None = None, workers: int = 0,
+                    progress: bool = True, config: PrepareConfig = PrepareConfig(),
+                    pool: DetectorPool | None = None) -> dict:
+    """Prepare what ``profile`` selects of ``dataset`` (``lfw``, ``cfp`` or ``widerface``); return the summary."""
+    from facelab.data.selection import select_images
+
+    if dataset == "widerface":
+        return prepare_widerface(profile, data_root=data_root)
+    items = select_images(dataset, profile, data_root)
+    return prepare_items(dataset, profile, items, data_root=data_root, workers=workers, progress=progress,
+                         config=config, pool=pool)
+
+
+def prepare_datasets(datasets: list[str], profile: str, *, data_root: str | os.PathLike | None = None,
+                     workers: int = 0, progress: bool = True, config: PrepareConfig = PrepareConfig()) -> dict:
+    """Prepare several datasets with one worker pool; ``{dataset: summary}``."""
+    out = {}
+    with DetectorPool(config, workers) as pool:
+        for name in datasets:
+            out[name] = prepare_dataset(name, profile, data_root=data_root, progress=progress, pool=pool)
+    return out
+
+
+def prepare_widerface(profile: str, *, data_root: str | os.PathLike | None = None) -> dict:
+    """Validate the WIDER FACE subset and write its ground truth, one row per face, as ``faces-<profile>.csv``.
+
+    Every profile uses all of the (19) images: they are the detection test set.
+    """
+    import csv
+    import io
+
+    from facelab.data import widerface
+    from facelab.data.imageio import ImageReadError, read_rgb
+
+    started = time.time()
+    folder = prepared_dir("widerface")
+    gt = widerface.read_gt(data_root)
+    root = widerface.images_dir(data_root)
+    buf = io.StringIO()
+    cols = ("path", "status", "reason", "width", "height", "face", "x1", "y1", "x2", "y2", "blur", "invalid",
+            "clipped")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    reasons: Counter = Counter()
+    faces = clipped = 0
+    for entry in gt:
+        try:
+            img = read_rgb(root / entry.path)
+        except ImageReadError as err:
+            reasons[err.reason] += 1
+            writer.writerow([entry.path, STATUS_REJECTED, err.reason] + [""] * (len(cols) - 3))
+            continue
+        h, w = img.shape[:2]
+        for k, (box, blur, invalid) in enumerate(zip(entry.boxes, entry.blur, entry.invalid)):
+            out_of_image = bool(box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h)
+            clipped += out_of_image
+            faces += 1
+            writer.writerow([entry.path, STATUS_OK, "", w, h, k, *(f"{v:g}" for v in box), int(blur), int(invalid),
+                             int(out_of_image)])
+    atomic_write_text(folder / f"faces-{profile}.csv", buf.getvalue())
+    summary = {"dataset": "widerface", "profile": profile, "images": len(gt), "accepted": len(gt) - sum(reasons.values()),
+               "rejected": sum(reasons.values()), "reasons": dict(reasons), "faces": faces,
+               "boxes_outside_image": clipped, "seconds": round(time.time() - started, 2),
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_text(summary_path("widerface", profile), json.dumps(summary, indent=1))
+    return summary
