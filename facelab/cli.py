@@ -16,9 +16,10 @@ from facelab.paths import DataNotFoundError
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from facelab import bookbuild, experiments
+    from facelab import bookbuild, experiments, tables
+    from facelab.bench import cli as bench_cli
 
-    return [experiments.add_parser, bookbuild.add_parser]
+    return [experiments.add_parser, bookbuild.add_parser, bench_cli.add_parser, tables.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
