@@ -1,0 +1,1 @@
+"""Figures: faces and detections (``faces``), metric curves (``curves``), latency (``latency``)."""
