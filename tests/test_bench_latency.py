@@ -78,6 +78,15 @@ def test_run_record_floor_and_ratio():
     assert rec["floor_ms"] == 0 and rec["floor_ratio"] is None  # nothing counted: no ratio, no division by 0
 
 
+def test_matmul_before_and_after_are_combined_by_the_median():
+    n = 100
+    before = {"n": n, "gflops": 2.0, "times_s": [1.0, 1.0], "method": "m"}
+    after = {"n": n, "gflops": 0.6, "times_s": [3.0, 3.0], "method": "m"}
+    m = edge_bench.combine_matmul(before, after)
+    assert m["median_s"] == 2.0 and m["gflops"] == pytest.approx(2 * n**3 / 2.0 / 1e9)
+    assert m["gflops_before"] == 2.0 and m["gflops_after"] == 0.6 and len(m["times_s"]) == 4
+
+
 def test_torch_threads_restored_even_after_an_error():
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError):
@@ -198,6 +207,8 @@ def test_benchmark_records_every_run_with_its_floor(bench_result):
     assert [(r["runtime"], r["batch"]) for r in m["runs"]] == [("torch", 1), ("torch", 2), ("onnxruntime", 1),
                                                              ("onnxruntime", 2)]
     gflops = m["matmul_floor"]["gflops"]
+    assert len(bench_result.arrays["matmul_times_s"]) == 4  # 2 repeats before + 2 after the model runs
+    assert m["matmul_floor"]["gflops_before"] > 0 and m["matmul_floor"]["gflops_after"] > 0
     for r in m["runs"]:
         assert r["threads"] == 1 and r["repeats"] == 3 and r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
         assert r["floor_ms"] == pytest.approx(m["flops_per_image"] * r["batch"] / (gflops * 1e9) * 1e3)

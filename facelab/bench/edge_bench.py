@@ -26,7 +26,8 @@ What is measured (the same as :mod:`facelab.bench.latency` does on the host):
 * the *FLOP floor*: the model's FLOPs (from the ``.onnx.json`` sidecar that
   :func:`facelab.bench.onnx_export.export_onnx` writes: torch FlopCounterMode, 2 FLOPs per
   multiply-add) divided by the measured throughput of an ``N x N`` float32 matrix product
-  (numpy's BLAS with the same thread count, timed in the same run), and the ratio
+  (numpy's BLAS with the same thread count, timed in the same run, before and after the model
+  runs), and the ratio
   ``median / floor``. Without a sidecar the floor is reported as missing, with the reason.
 
 numpy reads its BLAS thread count from the environment when it is first imported, so this
@@ -230,6 +231,23 @@ def numpy_matmul_throughput(n: int = DEFAULT_MATMUL_SIZE, *, repeats: int = 3, w
             "method": f"numpy float32 {n}x{n} matmul (BLAS threads from {'/'.join(THREAD_ENV_VARS)})"}
 
 
+def combine_matmul(before: dict, after: dict) -> dict:
+    """One throughput from matmuls timed before and after the model runs (median of all their times).
+
+    Timing the matmul on both sides of the model runs brackets them in time, so a change of
+    machine load during the run shows as ``gflops_before != gflops_after`` instead of skewing
+    the floor unnoticed.
+    """
+    import numpy as np
+
+    times = list(before["times_s"]) + list(after["times_s"])
+    n = before["n"]
+    median = float(np.median(times))
+    return {"n": n, "gflops": 2.0 * n ** 3 / median / 1e9, "median_s": median, "times_s": times,
+            "gflops_before": before["gflops"], "gflops_after": after["gflops"],
+            "method": before["method"] + "; timed before and after the model runs, median of both"}
+
+
 def read_sidecar(onnx_path) -> dict:
     """The ``<model>.onnx.json`` written at export (model name, input shape, FLOPs); {} if absent."""
     side = Path(str(onnx_path) + ".json")
@@ -325,11 +343,13 @@ def bench_onnx_file(path, *, threads: int, batches=(1,), repeats: int = 30, warm
 
     if log:
         log(f"{model}: {shape}, {threads} thread(s), batches {list(batches)}, measuring the matmul floor ...")
-    matmul = numpy_matmul_throughput(matmul_size, repeats=matmul_repeats) if matmul_size else None
+    before = numpy_matmul_throughput(matmul_size, repeats=matmul_repeats) if matmul_size else None
     flops = side.get("flops_per_image")
+    timed = [(b, time_ort(session, shape, batch=b, repeats=repeats, warmup=warmup, seed=seed)) for b in batches]
+    matmul = (combine_matmul(before, numpy_matmul_throughput(matmul_size, repeats=matmul_repeats, warmup=0))
+              if matmul_size else None)
     runs, times_ms = [], {}
-    for b in batches:
-        times = time_ort(session, shape, batch=b, repeats=repeats, warmup=warmup, seed=seed)
+    for b, times in timed:
         rec = run_record(runtime="onnxruntime", runtime_version=ort.__version__, batch=b, threads=threads,
                          device="cpu", times_s=times, warmup=warmup, flops_per_image=flops,
                          matmul_gflops=matmul["gflops"] if matmul else None)

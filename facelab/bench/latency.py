@@ -18,7 +18,8 @@ How a number is measured (recorded in every result):
 * **FLOP floor**: the model's FLOPs (:mod:`facelab.bench.complexity`, FlopCounterMode, 2 FLOPs
   per multiply-add) divided by the throughput of a large float32 matrix product (``torch.mm``
   of two ``N x N`` matrices, N = 4096 by default, same threads and device, timed in the same
-  run: ``2 N^3 / median time``). ``floor_ratio = median / floor`` says how close a runtime
+  run before and after the model runs: ``2 N^3 / median time``; both throughputs are kept, so
+  a change of machine load during the run is visible). ``floor_ratio = median / floor`` says how close a runtime
   gets to what the hardware does on its best-shaped work; a ratio near 1 means the runtime
   keeps the arithmetic units as busy as a big sgemm does.
 * The machine (CPU model, threads, library versions, git commit) is in the result's
@@ -175,11 +176,12 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None, *, nam
                                      "mean nothing")
                 sessions["onnxruntime"] = session
                 extra.update(onnx_check=check.to_dict(), onnx_file=onnx_path.name)
-        matmul = (torch_matmul_throughput(config.matmul_size, device=config.device, repeats=config.matmul_repeats)
+        before = (torch_matmul_throughput(config.matmul_size, device=config.device, repeats=config.matmul_repeats)
                   if config.matmul_size else None)
         todo = [(r, b) for r in config.runtimes if r not in skipped for b in config.batches]
         import onnxruntime as ort
 
+        timed = []
         with tqdm(total=len(todo) * config.repeats, desc=f"latency {name}", disable=not progress) as bar:
             for runtime, batch in todo:
                 bar.set_postfix_str(f"{runtime} batch {batch}")
@@ -191,12 +193,16 @@ def benchmark(model: nn.Module, input_shape: Sequence[int] | None = None, *, nam
                     times = edge_bench.time_ort(sessions[runtime], shape, batch=batch, repeats=config.repeats,
                                                 warmup=config.warmup, seed=config.seed, progress=bar.update)
                     version = ort.__version__
-                rec = edge_bench.run_record(runtime=runtime, runtime_version=version, batch=batch,
-                                            threads=config.threads, device=config.device, times_s=times,
-                                            warmup=config.warmup, flops_per_image=info.flops,
-                                            matmul_gflops=matmul["gflops"] if matmul else None)
-                runs.append(rec)
-                times_ms[edge_bench.run_id(rec)] = [t * 1e3 for t in times]
+                timed.append((runtime, version, batch, times))
+        matmul = (edge_bench.combine_matmul(before, torch_matmul_throughput(
+            config.matmul_size, device=config.device, repeats=config.matmul_repeats, warmup=0))
+            if config.matmul_size else None)
+    for runtime, version, batch, times in timed:
+        rec = edge_bench.run_record(runtime=runtime, runtime_version=version, batch=batch, threads=config.threads,
+                                    device=config.device, times_s=times, warmup=config.warmup,
+                                    flops_per_image=info.flops, matmul_gflops=matmul["gflops"] if matmul else None)
+        runs.append(rec)
+        times_ms[edge_bench.run_id(rec)] = [t * 1e3 for t in times]
     if skipped:
         extra["skipped"] = skipped
     if matmul is None:
