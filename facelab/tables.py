@@ -364,15 +364,15 @@ def _suffix(printed: str) -> tuple[str, float]:
     return (m.group(1), {"K": 1e3, "M": 1e6, "G": 1e9}[m.group(1)]) if m else ("", 1.0)
 
 
-def format_like(value: float | None, printed: str, *, signed: bool = False) -> str:
-    """``value`` with the paper's decimals and magnitude suffix (K/M/G) of ``printed``; at least
-    two significant digits."""
+def format_like(value: float | None, printed: str, *, signed: bool = False, min_digits: int = 3) -> str:
+    """``value`` with the paper's decimals and magnitude suffix (K/M/G) of ``printed``, with more
+    decimals when needed to show ``min_digits`` significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     suffix, scale = _suffix(printed)
     v = value / scale
     d = _decimals(printed)
-    while d < 6 and v != 0 and abs(v) < 10 ** (1 - d):
+    while d < 8 and v != 0 and abs(v) < 10 ** (min_digits - 1 - d):
         d += 1
     return f"{v:+.{d}f}{suffix}" if signed else f"{v:.{d}f}{suffix}"
 
@@ -458,8 +458,8 @@ def display_frame(df):
         else:
             ours = format_like(r.ours, printed)
             if not math.isnan(r.ours_sd):
-                ours += f" ± {format_like(r.ours_sd, printed)}"
-        diff = "" if math.isnan(r.difference) else format_like(r.difference, printed, signed=True)
+                ours += f" ± {format_like(r.ours_sd, printed, min_digits=2)}"
+        diff = "" if math.isnan(r.difference) else format_like(r.difference, printed, signed=True, min_digits=2)
         note = r.note + (f" [{r.source}]" if r.source else "")
         out.append({"Table": r.table, "Row": r.row, "Column": r.column, "Paper": printed, "Ours": ours,
                     "Ours − paper": diff, "Unit": r.unit, "Note": note})

@@ -125,9 +125,12 @@ def test_convert_units():
 
 def test_format_like_the_paper():
     assert tables.format_like(1_235_496, "1.24M") == "1.24M"
-    assert tables.format_like(0.0241, "0.16s") == "0.024"
+    assert tables.format_like(0.0241, "0.16s") == "0.0241"  # at least 3 significant digits
+    assert tables.format_like(14.157, "13MB") == "14.2"
+    assert tables.format_like(102.44, "146MB") == "102"
     assert tables.format_like(99.0, "99.13%") == "99.00"
-    assert tables.format_like(-0.5, "99.13%", signed=True) == "-0.50"
+    assert tables.format_like(-0.5, "99.13%", signed=True, min_digits=2) == "-0.50"
+    assert tables.format_like(-0.0043e6, "25.6M", signed=True, min_digits=2) == "-0.0043M"
     assert tables.format_like(float("nan"), "1") == ""
 
 
