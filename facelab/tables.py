@@ -33,12 +33,20 @@ How ours maps to a paper cell (the mapping)
 -------------------------------------------
 A ``BINDING`` connects one cell ``key`` to a result and a metric function::
 
-    {"cell": "dlib_docs.lfw_accuracy_no_jitter",
+    {"cell": "dlib_docs.lfw_accuracy.no_jitter",
      "experiment": "getting_started.lfw_dlib",      # result file <experiment>--<profile>.json
      "metric": "lfw_kfold_accuracy", "args": {},      # a function in METRICS, with keyword args
-     "note": "what differs from the paper's setting"}
+     "note": "what differs from the paper's setting",
+     "command": "how to produce the result"}          # required for bench results (latency.*, complexity.*)
 
-    {"cell": "table4.nan.far_0.001", "not_reproduced": "IJB-A is not available"}
+    {"cell": "table4.nan.tar_far1e-3", "not_reproduced": "IJB-A is not available"}
+
+Declared metric functions: ``value`` (a number stored at a dotted path of ``result.metrics``,
+with its unit), ``lfw_kfold_accuracy`` and ``lfw_kfold_threshold`` (recomputed from the stored
+per-pair ``score``/``label``/``fold`` arrays with :func:`facelab.eval.verification.kfold_accuracy`),
+``latency_median`` and ``throughput`` (a run of a latency result, by runtime and batch).
+Cells without a binding show the paper's number alone (status ``no binding``); a chapter adds
+bindings for the cells it reproduces.
 
 The result is looked up as ``<results_dir>/*/<experiment>--<profile>.json`` for the first
 profile present in ``PROFILE_PREFERENCE`` (or the one asked for). The metric function gets the
