@@ -78,6 +78,7 @@ def test_standalone_run_writes_a_facelab_result(onnx_file, tmp_path):
     assert m["onnx_sha256"] == edge_bench.file_sha256(onnx_file)
     assert r.provenance["versions"].keys() >= {"python", "numpy", "onnxruntime"}
     assert r.provenance["ort_intra_op_threads"] == 1 and r.provenance["wall_time_s"] >= 0
+    assert len(r.arrays["times_ms"]["onnxruntime.b2"]) == 3 and len(r.arrays["matmul_times_s"]) == 6
     # The same format as the host benchmark: every key the host writes for a run and for the metrics core.
     host = latency.benchmark(nn.Linear(2, 2), (2,), name="h", config=latency.LatencyConfig(
         runtimes=("torch",), repeats=1, warmup=0, matmul_size=16))[0]

@@ -9,6 +9,7 @@ book's tables. On the device::
     python3 edge_bench.py squeezefaceposenet-1a2b.onnx --threads 1 --batch 1 8 \
         --device-label "Raspberry Pi 4B" --results-dir results
 
+(on a slow board, ``--matmul-size 2048`` keeps the floor measurement to seconds)
 writes ``results/bench/latency.<model>.<device-label>.t<threads>--small.json``, which
 ``python -m facelab tables PAPER`` reads like any other result (copy it back into the
 book's ``results/`` folder).
@@ -299,11 +300,14 @@ def latency_metrics(*, model: str, input_shape, runs: list, matmul: dict, flops_
 
 
 def latency_result(*, experiment: str, chapter: str, profile: str, seed: int, config: dict,
-                   metrics: dict, times_ms: dict, provenance: dict) -> dict:
-    """A result record with the fields of ``facelab.results.Result``."""
+                   metrics: dict, times_ms: dict, provenance: dict, matmul_times_s=None) -> dict:
+    """A result record with the fields of ``facelab.results.Result``; ``arrays`` keeps every timed
+    call (``times_ms[run_id]``) and the floor matmul's times."""
+    arrays = {"times_ms": times_ms}
+    if matmul_times_s is not None:
+        arrays["matmul_times_s"] = list(matmul_times_s)
     return {"chapter": chapter, "experiment": experiment, "profile": profile, "seed": int(seed),
-            "config": config, "metrics": metrics,
-            "arrays": {"times_ms": times_ms},
+            "config": config, "metrics": metrics, "arrays": arrays,
             "provenance": provenance, "schema_version": SCHEMA_VERSION}
 
 
@@ -377,7 +381,7 @@ def bench_onnx_file(path, *, threads: int, batches=(1,), repeats: int = 30, warm
                script="facelab/bench/edge_bench.py")
     return latency_result(experiment=latency_experiment_name(model, device_label, threads), chapter=chapter,
                           profile=profile, seed=seed, config=config, metrics=metrics, times_ms=times_ms,
-                          provenance=env)
+                          provenance=env, matmul_times_s=matmul["times_s"] if matmul else None)
 
 
 # ----------------------------------------------------------------------------- command line
