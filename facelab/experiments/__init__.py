@@ -87,6 +87,14 @@ def _key(config: Any, seed: int) -> dict[str, Any]:
     return {"config": dataclasses.asdict(config), "seed": seed}
 
 
+def stale_reasons(result: Result) -> list[str]:
+    """Why a stored result of a registered experiment no longer matches the experiment's current
+    configuration (at the result's profile and seed) or code; empty when it is fresh."""
+    exp = get_experiment(result.experiment)
+    return staleness(result, config=_key(exp.configure(result.profile), result.seed),
+                     code_modules=list(exp.code_modules))
+
+
 def run_experiment(name: str, profile: str, ctx: RunContext, results_dir: str | Path | None = None,
                    save: bool = True) -> Result:
     """Run experiment ``name`` at ``profile`` and (by default) store its result."""

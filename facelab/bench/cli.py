@@ -1,0 +1,183 @@
+"""Command line for measurements: ``model summary NAME``, ``model list`` and ``bench NAME``.
+
+``NAME`` is a registered facelab model (``python -m facelab model list``) or a torchvision
+architecture written ``torchvision:ARCH`` (e.g. ``torchvision:mobilenet_v2``; random weights,
+input 3x224x224 unless ``--input-shape`` says otherwise). Both commands print JSON on stdout
+(progress and a short summary go to stderr) and, with ``--results-dir``, also store it as a
+result (``<dir>/<chapter>/complexity.<model>--<profile>.json`` or
+``latency.<model>.<device>.t<threads>--<profile>.json``) that ``python -m facelab tables`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from facelab.bench import complexity, edge_bench
+from facelab.config import PROFILES, check_device, check_profile
+
+TORCHVISION_PREFIX = "torchvision:"
+#: Input of torchvision's ImageNet classifiers.
+TORCHVISION_INPUT_SHAPE = (3, 224, 224)
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """'3,112,112' (or '3x112x112') -> (3, 112, 112)."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--input-shape must look like 3,112,112 (got {text!r})") from None
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--input-shape must be positive integers C,H,W (got {text!r})")
+    return shape
+
+
+def load_model(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = None,
+               device: str = "cpu") -> tuple[nn.Module, tuple[int, ...]]:
+    """Build model ``name`` with random weights drawn from ``seed`` (the global RNG is left as it was).
+
+    Returns the model on ``device`` in eval mode and its per-sample input shape.
+    """
+    check_device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name.startswith(TORCHVISION_PREFIX):
+            import torchvision
+
+            arch = name[len(TORCHVISION_PREFIX):]
+            available = torchvision.models.list_models(module=torchvision.models)
+            if arch not in available:
+                raise KeyError(f"torchvision has no classification model {arch!r}; e.g. "
+                               f"{', '.join(a for a in available if 'mobilenet' in a or 'resnet' in a)}")
+            model = torchvision.models.get_model(arch, weights=None)
+            shape = tuple(input_shape) if input_shape is not None else TORCHVISION_INPUT_SHAPE
+        else:
+            from facelab.registry import create_model, list_models
+
+            if name not in list_models():
+                known = ", ".join(list_models()) or "none yet"
+                raise KeyError(f"unknown model {name!r} (registered: {known}); torchvision models are "
+                               f"written {TORCHVISION_PREFIX}ARCH, e.g. {TORCHVISION_PREFIX}mobilenet_v2")
+            model = create_model(name)
+            shape = complexity.resolve_input_shape(model, input_shape)
+    return model.to(device).eval(), tuple(int(v) for v in shape)
+
+
+def _save(result, results_dir: str) -> str:
+    from facelab.results import save_result
+
+    return str(save_result(result, results_dir))
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from facelab.results import Result, make_provenance
+
+    check_profile(args.profile)
+    started = time.time()
+    model, shape = load_model(args.name, seed=args.seed, input_shape=parse_shape(args.input_shape))
+    out = complexity.summarize(model, shape, name=args.name).to_dict()
+    if args.layers or args.depth:
+        out["layers"] = [
+            {"name": r.name, "type": r.type, "output_shape": list(r.output_shape) if r.output_shape else None,
+             "output_size": r.paper_shape, "params": r.params, "flops": r.flops}
+            for r in complexity.layer_summary(model, shape, depth=args.depth)]
+    if args.results_dir:
+        config = {"model": args.name, "input_shape": list(shape), "seed": args.seed, "layers": bool(out.get("layers"))}
+        result = Result(chapter=args.chapter, experiment=f"complexity.{edge_bench.slug(args.name)}",
+                        profile=args.profile, seed=args.seed, config=config, metrics=out,
+                        provenance=make_provenance(config=config, code_modules=["facelab.bench.complexity"],
+                                                   device="cpu", started=started, finished=time.time()))
+        out = dict(out, result_file=_save(result, args.results_dir))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from facelab.registry import list_models
+
+    names = list_models(args.pattern)
+    print("\n".join(names) if names else f"no registered model matches {args.pattern!r}; torchvision models "
+          f"work too: {TORCHVISION_PREFIX}ARCH")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from facelab.bench import latency
+
+    runtimes = latency.RUNTIMES if args.runtime == "both" else (args.runtime,)
+    config = latency.LatencyConfig.for_profile(
+        args.profile, threads=args.threads, batches=tuple(args.batch), repeats=args.repeats, warmup=args.warmup,
+        runtimes=runtimes, device=args.device, matmul_size=args.matmul_size, seed=args.seed).check()
+    model, shape = load_model(args.name, seed=args.seed, input_shape=parse_shape(args.input_shape),
+                              device=args.device)
+    result = latency.latency_result(model, shape, name=args.name, config=config, chapter=args.chapter,
+                                    profile=args.profile, progress=not args.no_progress)
+    out = dict(result.metrics, experiment=result.experiment, profile=result.profile)
+    if args.results_dir:
+        out["result_file"] = _save(result, args.results_dir)
+    for rec in result.metrics["runs"]:
+        ratio = f"{rec['floor_ratio']:.2f}x floor" if rec["floor_ratio"] else "no floor"
+        print(f"{rec['runtime']:>12s} batch {rec['batch']:<3d} median {rec['median_ms']:9.3f} ms "
+              f"(p10 {rec['p10_ms']:.3f}, p90 {rec['p90_ms']:.3f}); {ratio}", file=sys.stderr)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help=f"registered model or {TORCHVISION_PREFIX}ARCH")
+    p.add_argument("--input-shape", default=None, metavar="C,H,W",
+                   help="per-sample input (default: the model's input_shape; torchvision: 3,224,224)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--profile", default="small", choices=PROFILES,
+                   help="profile recorded in the result (bench: sets default repeats; smoke 5, small 30, full 100)")
+    p.add_argument("--results-dir", default=None, help="also store the JSON as a result under this folder")
+    p.add_argument("--chapter", default=edge_bench.DEFAULT_CHAPTER, help="result sub-folder (default: bench)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("model", help="inspect models (complexity)",
+                       description="Inspect registered models or torchvision:ARCH models.")
+    msub = m.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
+    s = msub.add_parser("summary", help="parameters, fp32 size, FLOPs/MACs, input shape, embedding size (JSON)",
+                        description="Complexity of a model as JSON: parameters, fp32 state-dict size in bytes and MB "
+                                    "(10^6 bytes), FLOPs (FlopCounterMode, 2 per multiply-add) and MACs, input "
+                                    "shape and embedding size.")
+    _common(s)
+    s.add_argument("--layers", action="store_true", help="add the per-layer table (leaf modules)")
+    s.add_argument("--depth", type=_positive, default=None,
+                   help="per-layer table of the modules at this name depth instead of the leaves")
+    s.set_defaults(func=_cmd_summary)
+    ls = msub.add_parser("list", help="registered model names")
+    ls.add_argument("pattern", nargs="?", default="*")
+    ls.set_defaults(func=_cmd_list)
+
+    b = sub.add_parser("bench", help="latency of a model: PyTorch eager and/or ONNX Runtime (JSON)",
+                       description="Median/p10/p90 latency over repeated runs after warm-up, with the thread count, "
+                                   "CPU, versions and the model's FLOP floor (FLOPs / measured sgemm throughput).")
+    _common(b)
+    b.add_argument("--threads", type=_positive, default=1,
+                   help="torch and ONNX Runtime intra-op threads (default 1, the edge-CPU stand-in)")
+    b.add_argument("--runtime", default="both", choices=("torch", "onnxruntime", "both"))
+    b.add_argument("--batch", type=_positive, nargs="+", default=[1], help="batch sizes (default 1)")
+    b.add_argument("--repeats", type=_positive, default=None, help="timed runs per batch (default: by profile)")
+    b.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: by profile)")
+    b.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    b.add_argument("--matmul-size", type=int, default=None,
+                   help="N of the NxN fp32 matmul measuring the FLOP floor (default 4096; smoke 2048; 0 skips)")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=_cmd_bench)
