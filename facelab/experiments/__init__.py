@@ -126,6 +126,11 @@ class Outcome:
     reasons: list[str]
     path: Path
 
+    @property
+    def results_dir(self) -> Path:
+        """The results folder this outcome was read from or written to (for :mod:`facelab.tables`)."""
+        return self.path.parent.parent
+
     def describe(self) -> str:
         """One paragraph (Markdown) saying where the numbers come from."""
         r = self.result
