@@ -240,7 +240,7 @@ def test_prepare_items_resumes_packs_and_reports(bad_dataset):
     assert s["processed_this_run"] == len(items) - 4
     assert s["images"] == len(items) and s["accepted"] == 5 and s["rejected"] == 6
     assert s["reasons"] == {"missing": 1, "unreadable": 1, "truncated": 1, "too_small": 1, "too_large": 1,
-                            "no_face": 1, "bad_landmarks": 0}
+                            "no_face": 1, "bad_landmarks": 0, "error": 0}
     ps = manifest.load_prepared("lfw", "smoke")
     assert list(ps.manifest.columns) == list(manifest.COLUMNS)
     assert len(ps) == 5 and ps.aligned.shape == (5, 112, 112, 3)
@@ -383,3 +383,14 @@ def test_detect_faces_resized_maps_back_to_the_original_pixels():
     np.testing.assert_allclose(dets.landmarks[0, 0], [60, 120], rtol=1e-6)
     detect_faces_resized(fake, np.zeros((100, 120, 3), np.uint8), max_side=250)
     assert fake.shape[:2] == (100, 120)
+
+
+def test_an_unexpected_error_is_recorded_not_fatal(monkeypatch, tmp_path):
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(prepare, "process_image", boom)
+    monkeypatch.setitem(prepare._WORKER, "detector", object())
+    monkeypatch.setitem(prepare._WORKER, "config", prepare.PrepareConfig())
+    row = prepare._work((_item("P/x.jpg", "P"), str(tmp_path / "x.jpg"), str(tmp_path)))
+    assert row["status"] == "rejected" and row["reason"] == "error" and "error" in prepare.RETRIED_REASONS

@@ -180,6 +180,9 @@ def test_pose_protocol_on_cfp_layout_and_small_templates():
     assert rows[(5, "frontal", "profile")] == (2000, 50000)
     assert pose_protocol.split_templates(["a", "b", "c", "d"], 5) == [("a", "b"), ("c", "d")]
     assert pose_protocol.split_templates(list("abcdefghijk"), 5) == [tuple("abcde"), tuple("fghij")]
+    assert pose_protocol.split_templates(["a", "b", "c"], 5) == [("a",), ("b",)]  # still two templates
+    assert pose_protocol.split_templates(["a", "b", "c"], 1) == [("a",), ("b",), ("c",)]
+    assert pose_protocol.split_templates(["a"], 5) == [("a",)] and pose_protocol.split_templates([], 5) == []
     with pytest.raises(ValueError):
         pose_protocol.split_templates(["a"], 0)
 

@@ -48,7 +48,8 @@ COLUMN_DOC: dict[str, str] = {
     "pose": "frontal or profile where the dataset says so (CFP), else empty",
     "split": "protocol fold of the identity (fold01..fold10: LFW View 2, CFP Split), or 'none'",
     "status": "ok or rejected",
-    "reason": "why rejected: missing, unreadable, truncated, too_small, too_large, no_face, bad_landmarks",
+    "reason": "why rejected: missing, unreadable, truncated, too_small, too_large, no_face, bad_landmarks, "
+              "error (an unexpected failure, printed as a warning and retried on the next run)",
     "width": "original image width in pixels",
     "height": "original image height in pixels",
     "n_faces": "faces MTCNN found (the chosen one is the largest and most central)",

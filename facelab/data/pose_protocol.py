@@ -21,8 +21,9 @@ Deviation for CFP (10 frontal + 4 profile images per identity, no three-quarter 
 images of one pose are cut into consecutive templates of ``images_per_template`` images; when a
 pose has fewer than two templates' worth of images (CFP profile: 4 < 2 x 5), the template size
 is reduced to ``n // 2`` so that the user still has the protocol's *two* templates per pose:
-five-image templates on CFP are 5 frontal images and **2 profile images**. Leftover images
-(n not a multiple of the size) are not used. Users whose images were rejected keep the
+five-image templates on CFP are 5 frontal images and **2 profile images** (a user left with 3
+profile images after preparation gets two templates of 1). Leftover images (n not a multiple of
+the size) are not used. Users whose images were rejected keep the
 templates their remaining images fill; comparisons needing a template a user lacks are
 counted in :attr:`PoseProtocol.skipped`, never silently dropped.
 """
@@ -89,10 +90,14 @@ def split_templates(images: Sequence[str], images_per_template: int) -> list[tup
     """Cut one user's images of one pose into consecutive templates (see the module docstring)."""
     if images_per_template < 1:
         raise ValueError(f"images_per_template must be >= 1, got {images_per_template}")
-    size = images_per_template
-    if len(images) < 2 * size:
-        size = max(1, len(images) // 2)
-    return [tuple(images[i:i + size]) for i in range(0, len(images) - size + 1, size)] if images else []
+    size, n = images_per_template, len(images)
+    if n >= 2 * size:
+        count = n // size
+    else:
+        # Too few images for two full templates: two smaller ones (or one, from a single image).
+        size = max(1, n // 2)
+        count = min(2, n // size)
+    return [tuple(images[i * size:(i + 1) * size]) for i in range(count)]
 
 
 def build_templates(layout: Mapping[str, Mapping[str, Sequence[str]]],

@@ -55,9 +55,10 @@ from facelab.paths import prepared_dir
 from facelab.results import atomic_write_text
 
 JOURNAL = "records.jsonl"
-#: Read failures are retried on a re-run (the user may have fixed the file); other rejections are kept.
-RETRIED_REASONS = ("missing", "unreadable", "truncated")
-REJECT_REASONS = ("missing", "unreadable", "truncated", "too_small", "too_large", "no_face", "bad_landmarks")
+#: Read failures and unexpected errors are retried on a re-run (the file may have been fixed);
+#: other rejections are kept.
+RETRIED_REASONS = ("missing", "unreadable", "truncated", "error")
+REJECT_REASONS = ("missing", "unreadable", "truncated", "too_small", "too_large", "no_face", "bad_landmarks", "error")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,16 @@ def _init_worker(config: PrepareConfig) -> None:
 
 def _work(job: tuple[ImageItem, str, str]) -> dict:
     item, path, out_dir = job
-    return process_image(_WORKER["detector"], item, path, out_dir, _WORKER["config"])
+    try:
+        return process_image(_WORKER["detector"], item, path, out_dir, _WORKER["config"])
+    except Exception as err:  # noqa: BLE001 - one image must not end a run of thousands
+        import sys
+
+        print(f"warning: {path}: {type(err).__name__}: {err} (recorded as 'error'; retried on the next run)",
+              file=sys.stderr)
+        return {"path": item.path, "dataset": item.dataset, "identity": item.identity, "name": item.name,
+                "pose": item.pose, "split": item.split, "status": STATUS_REJECTED, "reason": "error",
+                "packed_index": -1, "key": _WORKER["config"].key()}
 
 
 class DetectorPool:
@@ -184,6 +194,8 @@ class DetectorPool:
 
     def map(self, jobs: list[tuple[ImageItem, str, str]]):
         """Rows of ``jobs`` (item, image path, output folder), in order, as they finish."""
+        if not jobs:
+            return
         if self.workers == 1 or len(jobs) < 8:
             import torch
 
