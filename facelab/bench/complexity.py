@@ -44,8 +44,13 @@ FLOP_CONVENTION = ("torch.utils.flop_counter.FlopCounterMode: 2 FLOPs per multip
 
 
 def resolve_input_shape(model: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[int, ...]:
-    """Per-sample input shape ``(C, H, W)``: ``input_shape`` if given, else ``model.input_shape``."""
+    """Per-sample input shape ``(C, H, W)``: ``input_shape`` if given, else ``model.input_shape``,
+    else ``model.input_size`` when it is a ``(C, H, W)`` tuple (timm's convention, used by the
+    facelab models)."""
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    size = getattr(model, "input_size", None)
+    if shape is None and isinstance(size, (tuple, list)) and len(size) == 3:
+        shape = size
     if shape is None:
         raise ValueError(f"{type(model).__name__} has no `input_shape` attribute: pass the per-sample input "
                          "shape, e.g. input_shape=(3, 112, 112) (CLI: --input-shape 3,112,112)")
