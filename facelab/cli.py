@@ -37,14 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+def run_guarded(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command function, turning the expected failures into one line on stderr."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except DataNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -54,6 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return run_guarded(args.func, args)
 
 
 if __name__ == "__main__":

@@ -182,20 +182,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_guarded(func, args: argparse.Namespace) -> int:
-    """Run a command function, turning the expected failures into one line on stderr (as facelab.cli.main)."""
-    from facelab.paths import DataNotFoundError
+    """Run a command function as ``python -m facelab`` does (one-line errors, no traceback)."""
+    from facelab.cli import run_guarded as guarded
 
-    try:
-        return int(func(args) or 0)
-    except DataNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, KeyError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished steps are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return guarded(func, args)
 
 
 def script_main(name: str, argv: list[str] | None = None) -> int:
