@@ -135,6 +135,21 @@ def test_export_sidecar_dynamic_batch_and_reuse(exported, cache):
     assert onnx_export.export_onnx(model, SHAPE, name="tiny") == path and path.stat().st_mtime_ns == mtime
 
 
+def test_unexportable_model_is_a_clear_error(cache):
+    class DataDependentBranch(nn.Module):
+        input_shape = (4,)
+
+        def forward(self, x):
+            if x.sum() > 0:  # python control flow on a value: torch.export cannot trace it
+                return x * 2
+            return x - 1
+
+    with pytest.raises(ValueError, match="--runtime torch") as err:
+        onnx_export.export_onnx(DataDependentBranch(), name="bad")
+    assert "\x1b" not in str(err.value)
+    assert not list((cache / "onnx").glob("bad-*"))  # no partial file left
+
+
 def test_check_detects_a_different_model(exported):
     _, path = exported
     other = tiny_net()

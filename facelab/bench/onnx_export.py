@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,7 +89,13 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int] | None = None, *, n
                               opset_version=opset, external_data=False, dynamo=True, verbose=False)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file is meant to be copied to devices
         os.replace(tmp, path)
-    except BaseException:
+    except Exception as err:
+        Path(tmp).unlink(missing_ok=True)
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[:1]  # no terminal colours
+        raise ValueError(f"torch.onnx.export could not export {name} ({type(err).__name__}: "
+                         f"{first[0] if first else ''}); measure it with the torch runtime only "
+                         "(--runtime torch)") from err
+    except BaseException:  # interrupted: leave no partial file behind
         Path(tmp).unlink(missing_ok=True)
         raise
     sidecar = {"model": name, "input_shape": list(shape), "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
