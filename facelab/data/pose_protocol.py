@@ -180,11 +180,19 @@ def cfp_layout(image_paths: Sequence[str]) -> dict[str, dict[str, list[str]]]:
 
 
 def paper_table3() -> list[dict]:
-    """Table 3 of paper 001 as published (``paper_001_table3.json`` next to this module)."""
-    import json
-    from pathlib import Path
+    """Table 3 of paper 001 as published, read from the paper's values file
+    (``facelab/paper_values/001.json``, cells ``table3.<one_image|five_images>.<same|cross>_<genuine|impostor>``)."""
+    from facelab.tables import cells
 
-    return json.loads((Path(__file__).with_name("paper_001_table3.json")).read_text())["rows"]
+    table = cells("001")
+    rows = []
+    for k, tag in ((1, "one_image"), (5, "five_images")):
+        row = {"images_per_template": k}
+        for pose in ("same", "cross"):
+            for kind in ("genuine", "impostor"):
+                row[f"{pose}_pose_{kind}"] = int(table[f"table3.{tag}.{pose}_{kind}"]["value"])
+        rows.append(row)
+    return rows
 
 
 def table3_comparison(cfp_layout_: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> list[dict]:
