@@ -189,7 +189,8 @@ class TrainEvalConfig:
 
     ``data_profile``: which prepared LFW/CFP set to use (``python -m facelab data prepare``).
     Training identities: LFW persons not in CFP with at least ``min_images`` images; at most
-    ``max_identities`` of them (those with the most images), at most ``max_images`` images in all.
+    ``max_identities`` of them (those with the most images), at most ``max_per_identity`` images of one
+    person and ``max_images`` in all.
     ``subset``: ``all``, or ``wide``/``deep``/``wide_then_deep`` (Table 5, :mod:`facelab.data.subsets`,
     ``few`` images per wide identity, ``deep_min`` per deep one). One image of every identity with at
     least ``val_min_images`` images is held out for the plateau test. ``eval_users``: CFP users
@@ -208,6 +209,7 @@ class TrainEvalConfig:
     min_images: int = 2
     max_identities: int | None = None
     max_images: int | None = None
+    max_per_identity: int | None = None
     subset: str = "all"
     few: int = 2
     deep_min: int = 10
@@ -216,6 +218,7 @@ class TrainEvalConfig:
     max_batches: int | None = None
     eval_users: int | None = None
     new_layer_lr_mult: float = 10.0
+    embed_runtime: str = "torch"
     flip_p: float = 0.5
     max_shift: int = 4
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -228,35 +231,43 @@ def _input_size(model: str) -> int:
 def configure_train(model: str, profile: str, subset: str = "all") -> TrainEvalConfig:
     """The training configuration per model, profile and Table 5 subset.
 
-    small (sized for ~10-15 minutes on 2 shared CPU cores, ~10 images/s for SqueezeFacePoseNet at
-    113x113 and ~3 for ResNet-50 at 224x224): SqueezeFacePoseNet variants train on the LFW
-    identities with >= 10 images (about 150 identities, 4,000 images) for 2 epochs and are tested on
-    all 500 CFP users; the ResNets on the 40 identities with the most images, at most 1,200 images,
-    1 epoch, tested on 100 CFP users. Table 5 subsets hold the same number of images each.
+    smoke: a few batches, 5 CFP users (3 for the ResNets), to exercise the code.
+    small (sized for ~10-15 minutes on 2 shared CPU cores, where SqueezeFacePoseNet trains at ~10
+    images/s at 113x113 and ResNet-50 at ~3 at 224x224): SqueezeFacePoseNet variants train on at most
+    2,400 images of the LFW identities with >= 10 images, 2 epochs, and are tested on 200 CFP users;
+    the ResNets on 600 images of the 30 identities with the most images, 1 epoch, tested on 60 CFP
+    users. Table 5 subsets hold 1,200 images each (2 epochs, +2 epochs of fine-tuning). CFP
+    descriptors are computed with ONNX Runtime (checked against PyTorch), ~3x faster than eager here.
+    full: every LFW identity with >= 2 images, 30 epochs, all 500 CFP users (meant for a GPU).
     """
     check_profile(profile)
     resnet = model in RESNET_MODELS
+    finetune = subset == "wide_then_deep"
     if profile == "smoke":
         return TrainEvalConfig(model=model, data_profile="smoke", epochs=1, batch_size=8, min_images=2,
-                               max_images=16 if resnet else 48, max_batches=2 if resnet else 4, eval_users=None,
-                               subset=subset, few=1, deep_min=2, finetune_epochs=1 if subset == "wide_then_deep" else 0,
+                               max_images=None if subset != "all" else (16 if resnet else 32),
+                               max_batches=1 if resnet else 3, eval_users=3 if resnet else 5,
+                               subset=subset, few=1, deep_min=2, finetune_epochs=1 if finetune else 0,
                                val_min_images=3)
     if profile == "small":
         if subset != "all":
             return TrainEvalConfig(model=model, data_profile="small", epochs=2, batch_size=32, subset=subset,
-                                   few=2, deep_min=10, max_images=2000,
-                                   finetune_epochs=2 if subset == "wide_then_deep" else 0,
+                                   few=2, deep_min=10, max_images=1200, finetune_epochs=2 if finetune else 0,
+                                   eval_users=200, embed_runtime="onnxruntime",
                                    notes=("Table 5 substitute: wide = LFW identities x 2 images, deep = LFW identities "
-                                          "with >= 10 images, 2,000 images each, identity-disjoint",))
+                                          "with >= 10 images, 1,200 images each, identity-disjoint",))
         if resnet:
             return TrainEvalConfig(model=model, data_profile="small", epochs=1, batch_size=16, min_images=10,
-                                   max_identities=40, max_images=1200, eval_users=100,
-                                   notes=("ResNets at small: 40 identities, 1,200 images, 1 epoch, 100 CFP users "
+                                   max_identities=30, max_images=600, eval_users=60, embed_runtime="onnxruntime",
+                                   notes=("ResNets at small: 30 identities, 600 images, 1 epoch, 60 CFP users "
                                           "(~3 images/s at 224x224 on 2 CPU cores)",))
         return TrainEvalConfig(model=model, data_profile="small", epochs=2, batch_size=32, min_images=10,
-                               notes=("small: LFW identities with >= 10 images, 2 epochs, all CFP users",))
+                               max_images=2400, max_per_identity=40, eval_users=200, embed_runtime="onnxruntime",
+                               notes=("small: 2,400 images (at most 40 per person) of LFW identities with >= 10 "
+                                      "images, 2 epochs, "
+                                      "200 CFP users",))
     return TrainEvalConfig(model=model, data_profile="full", epochs=30, batch_size=64, min_images=2, subset=subset,
-                           few=2, deep_min=10, finetune_epochs=15 if subset == "wide_then_deep" else 0)
+                           few=2, deep_min=10, finetune_epochs=15 if finetune else 0, embed_runtime="onnxruntime")
 
 
 def _training_pool(config: TrainEvalConfig, lfw_set, data_root) -> dict[str, list[int]]:
@@ -280,7 +291,7 @@ def _select(config: TrainEvalConfig, pool: dict[str, list[int]]) -> dict[str, di
         order = sorted(pool, key=lambda i: (-len(pool[i]), i))[: config.max_identities]
         chosen, left = {}, config.max_images or 10**12
         for ident in sorted(order):
-            take = pool[ident][:left]
+            take = pool[ident][: config.max_per_identity][:left]
             if len(take) >= 2:
                 chosen[ident] = take
                 left -= len(take)
@@ -350,13 +361,47 @@ def _new_model(name: str, num_classes: int, trunk_state: dict | None = None):
     return model
 
 
+class DescriptorModule:
+    """Factory of an ``nn.Module`` whose forward is ``model.forward_features`` (``(B, 3, S, S) -> (B, D)``),
+    what the ONNX export of a trained model runs."""
+
+    def __new__(cls, model):
+        from torch import nn
+
+        wrapper = nn.Module()
+        wrapper.m = model
+        wrapper.input_size = model.input_size
+        wrapper.forward = model.forward_features
+        return wrapper
+
+
 def _cfp_descriptors(model, cfp_set, rows: list[int], config: TrainEvalConfig, ctx: RunContext) -> np.ndarray:
+    """``[N, D]`` descriptors of the CFP rows: eager PyTorch, or ONNX Runtime (``config.embed_runtime``),
+    whose outputs are checked against PyTorch's first (:func:`facelab.bench.onnx_export.check_onnx`)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
     from facelab.data.datasets import AlignedFaces
     from facelab.train.inputs import ModelInput
     from facelab.train.loop import embed
 
     faces = ModelInput(AlignedFaces(cfp_set, rows), _input_size(config.model))
-    return embed(model, faces, batch_size=64, device=ctx.device, progress=ctx.progress).numpy()
+    if config.embed_runtime == "torch":
+        return embed(model, faces, batch_size=64, device=ctx.device, progress=ctx.progress).numpy()
+    from facelab.bench import onnx_export
+
+    desc_model = DescriptorModule(model).eval().cpu()
+    shape = (3, _input_size(config.model), _input_size(config.model))
+    path = onnx_export.export_onnx(desc_model, shape, name=f"sfpn-train-{config.model}")
+    session = onnx_export.onnx_session(path, threads=torch.get_num_threads())
+    check = onnx_export.check_onnx(desc_model, session, shape, seed=ctx.seed)
+    if not check.ok:
+        raise ValueError(f"ONNX Runtime descriptors differ from PyTorch's ({check.max_abs_diff:.3g}): use "
+                         "embed_runtime='torch'")
+    out = [session.run(None, {onnx_export.INPUT_NAME: x.numpy()})[0]
+           for x, _ in tqdm(DataLoader(faces, batch_size=64), desc="embed (onnxruntime)", disable=not ctx.progress)]
+    return np.concatenate(out)
 
 
 def evaluate_pose_protocol(descriptors: dict[str, np.ndarray], layout: dict) -> tuple[dict, dict, dict]:
