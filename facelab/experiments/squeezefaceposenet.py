@@ -62,11 +62,13 @@ def combo_key(k: int, pose_a: str, pose_b: str) -> str:
 
 @dataclass(frozen=True)
 class ComplexityLatencyConfig:
-    """Complexity of ``complexity_models``; latency of ``latency_models`` at each of ``threads``
+    """Complexity of ``complexity_models``; latency of ``latency_models`` (eager, and ONNX Runtime for
+    ``onnx_models``) at each of ``threads``
     (``repeats`` timed calls after ``warmup``; the FLOP floor from a ``matmul_size``² sgemm)."""
 
     complexity_models: tuple[str, ...] = ALL_MODELS
     latency_models: tuple[str, ...] = ALL_MODELS
+    onnx_models: tuple[str, ...] = ALL_MODELS  # also timed with ONNX Runtime (export + output check)
     threads: tuple[int, ...] = (1, 2)
     repeats: int = 30
     warmup: int = 5
@@ -77,8 +79,8 @@ class ComplexityLatencyConfig:
 def configure_complexity(profile: str) -> ComplexityLatencyConfig:
     check_profile(profile)
     if profile == "smoke":
-        return ComplexityLatencyConfig(latency_models=("squeezefaceposenet",), threads=(1,),
-                                       repeats=3, warmup=1, matmul_size=1024, matmul_repeats=2)
+        return ComplexityLatencyConfig(onnx_models=("squeezefaceposenet",), threads=(1,),
+                                       repeats=2, warmup=1, matmul_size=1024, matmul_repeats=2)
     if profile == "small":
         return ComplexityLatencyConfig(repeats=20, warmup=3)
     return ComplexityLatencyConfig(repeats=100, warmup=10)
@@ -133,7 +135,9 @@ def run_complexity(config: ComplexityLatencyConfig, ctx: RunContext):
         torch.manual_seed(ctx.seed)  # random weights: latency does not depend on their values
         model = create_model(name).eval()
         for t in config.threads:
+            runtimes = latency.RUNTIMES if name in config.onnx_models else ("torch",)
             cfg = latency.LatencyConfig(threads=t, batches=(1,), repeats=config.repeats, warmup=config.warmup,
+                                        runtimes=runtimes,
                                         matmul_size=config.matmul_size, matmul_repeats=config.matmul_repeats,
                                         seed=ctx.seed)
             m, a = latency.benchmark(model, model.input_size, name=name, config=cfg, progress=ctx.progress)
