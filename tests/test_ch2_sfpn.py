@@ -119,3 +119,46 @@ def test_experiments_registered_and_configured_per_profile():
             assert cfg.subset == s and (cfg.finetune_epochs > 0) == (s == "wide_then_deep")
     with pytest.raises(ValueError, match="unknown profile"):
         get_experiment("sfpn.train.resnet50").configure("huge")
+
+
+def _fake_train_result(shift: float, name: str = "sfpn.train.squeezefaceposenet"):
+    """A Result shaped like run_train's, from synthetic descriptors whose genuine pairs are closer by ``shift``."""
+    from facelab.experiments.squeezefaceposenet import evaluate_pose_protocol
+    from facelab.results import Result
+
+    rng = np.random.default_rng(2)
+    layout = {f"u{u:02d}": {"frontal": [f"u{u:02d}/f{i}" for i in range(10)],
+                            "profile": [f"u{u:02d}/p{i}" for i in range(4)]} for u in range(12)}
+    centres = rng.random((12, 16))
+    desc = {img: np.abs(shift * centres[u] + rng.random(16)) for u, (user, poses) in enumerate(layout.items())
+            for imgs in poses.values() for img in imgs}
+    eer, extra, examples = evaluate_pose_protocol(desc, layout)
+    from facelab.eval.pose_verification import DET_FAR_GRID
+
+    metrics = {"eer": eer, "counts": extra["counts"], "cfp_users": 12, "seconds": 60.0,
+               "stages": {"all": {"train_images": 10, "identities": 2, "val_images": 0,
+                                  "history": {"train_loss": [1.0], "train_acc": [0.5], "val_loss": [1.1],
+                                              "val_acc": [0.4], "lr": [0.01], "seconds": [3.0],
+                                              "images_per_s": [3.3]}}}}
+    arrays = {"summaries": extra["summaries"], "examples": examples, "det_far_grid": list(DET_FAR_GRID)}
+    return Result(chapter="02", experiment=name, profile="smoke", seed=0, config={}, metrics=metrics,
+                  arrays=arrays, provenance={"wall_time_s": 60.0})
+
+
+def test_report_tables_curves_and_claims():
+    from facelab.experiments import squeezefaceposenet_report as report
+
+    good, bad = _fake_train_result(3.0), _fake_train_result(0.2)
+    frame = report.eer_frame({"squeezefaceposenet": good, "squeezefaceposenet_dwc": bad})
+    assert list(frame["model"]) == ["SqueezeFacePoseNet", "+DWC"]
+    assert "1 img F-P" in frame and "5 img F-F (cos)" in frame
+    assert frame.loc[0, "1 img F-F"] == pytest.approx(100 * good.metrics["eer"]["chi2"]["t1_ff"], abs=0.01)
+    curves = report.det_curves(good)
+    assert len(curves) == 6 and all(len(f) == len(r) for f, r in curves.values())
+    assert len(report.history_frame(good)) == 1
+    checks = report.claims({"squeezefaceposenet": good, "squeezefaceposenet_dwc": bad}, {"wide": bad, "deep": good})
+    by_claim = {c.claim: c.verdict for c in checks}
+    dwc = next(k for k in by_claim if k.startswith("DWC costs"))
+    assert by_claim[dwc] == "reproduced"  # the separable-by-3 model beats the nearly random one
+    deep = next(k for k in by_claim if k.startswith("many images"))
+    assert by_claim[deep] == "reproduced"
