@@ -114,7 +114,7 @@ def example_pairs(result: Result, key: str, data_root=None, *, size: int = 112):
         a, b = (cv2.resize(read_rgb(root / p), (size, size), interpolation=cv2.INTER_AREA)
                 for p in (ex["image1"], ex["image2"]))
         pairs.append((a, b))
-        titles.append(f"{'genuine' if ex['genuine'] else 'impostor'}, χ² {-ex['score']:.0f}")
+        titles.append(f"{'genuine' if ex['genuine'] else 'impostor'}, χ² {-ex['score']:.3g}")
     return pairs, titles
 
 
