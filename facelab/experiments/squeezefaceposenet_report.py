@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from facelab.claims import ClaimCheck, check_order
-from facelab.experiments.squeezefaceposenet import COMBOS, SFPN_MODELS, TEMPLATE_SIZES, combo_key
+from facelab.experiments.squeezefaceposenet import ALL_MODELS, COMBOS, SFPN_MODELS, TEMPLATE_SIZES, combo_key
 from facelab.results import Result
 
 #: Display names of the models, as in the paper's tables.
@@ -29,12 +29,18 @@ def _label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def _in_paper_order(models: Mapping[str, dict]) -> list[tuple[str, dict]]:
+    """Stored results sort their keys; show the models in Table 1's order."""
+    rank = {m: i for i, m in enumerate(ALL_MODELS)}
+    return sorted(models.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
 def complexity_frame(result: Result):
     """Table 1 (ours): input, parameters, fp32 size, FLOPs, descriptor size per model."""
     import pandas as pd
 
     rows = []
-    for name, m in result.metrics["models"].items():
+    for name, m in _in_paper_order(result.metrics["models"]):
         rows.append({"model": _label(name), "input": f"{m['input_size']}×{m['input_size']}",
                      "parameters (M)": m["params"] / 1e6,
                      "with ImageNet FC (M)": m.get("params_with_imagenet_fc", m["params"]) / 1e6,
@@ -47,7 +53,7 @@ def latency_frame(result: Result):
     import pandas as pd
 
     rows = []
-    for name, m in result.metrics["models"].items():
+    for name, m in _in_paper_order(result.metrics["models"]):
         for threads, lat in (m.get("latency") or {}).items():
             for run, r in lat["runs"].items():
                 rows.append({"model": _label(name), "threads": int(threads[1:]), "runtime": run.split("_b")[0],
