@@ -1,0 +1,234 @@
+"""Tables, figures and claim checks of chapter 2 (paper 001) from stored experiment results.
+
+Kept apart from :mod:`facelab.experiments.squeezefaceposenet` so that a change in how results are
+shown never makes a stored result stale. Every function reads :class:`~facelab.results.Result`
+objects (``outcome.result`` of :func:`facelab.experiments.load_or_run`); nothing is recomputed
+except what is derived from stored numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from facelab.claims import ClaimCheck, check_order
+from facelab.experiments.squeezefaceposenet import ALL_MODELS, COMBOS, SFPN_MODELS, TEMPLATE_SIZES, combo_key
+from facelab.results import Result
+
+#: Display names of the models, as in the paper's tables.
+LABELS = {"squeezefaceposenet": "SqueezeFacePoseNet", "squeezefaceposenet_gdc": "+GDC",
+          "squeezefaceposenet_dwc": "+DWC", "squeezefaceposenet_dwc_gdc": "+DWC+GDC",
+          "resnet50": "ResNet-50", "se_resnet50": "SE-ResNet-50",
+          "wide": "wide (MS1M-like)", "deep": "deep (VGGFace2-like)", "wide_then_deep": "wide -> deep"}
+POSE_LABEL = {"frontal": "F", "profile": "P"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _in_paper_order(models: Mapping[str, dict]) -> list[tuple[str, dict]]:
+    """Stored results sort their keys; show the models in Table 1's order."""
+    rank = {m: i for i, m in enumerate(ALL_MODELS)}
+    return sorted(models.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def complexity_frame(result: Result):
+    """Table 1 (ours): input, parameters, fp32 size, FLOPs, descriptor size per model."""
+    import pandas as pd
+
+    rows = []
+    for name, m in _in_paper_order(result.metrics["models"]):
+        rows.append({"model": _label(name), "input": f"{m['input_size']}×{m['input_size']}",
+                     "parameters (M)": m["params"] / 1e6,
+                     "with ImageNet FC (M)": m.get("params_with_imagenet_fc", m["params"]) / 1e6,
+                     "size fp32 (MB)": m["size_mb"], "GFLOPs": m["flops"] / 1e9, "descriptor": m["embedding_size"]})
+    return pd.DataFrame(rows).round(3)
+
+
+def latency_frame(result: Result):
+    """Latency per model, runtime and thread count: median ms, p10-p90, floor ms and floor ratio."""
+    import pandas as pd
+
+    rows = []
+    for name, m in _in_paper_order(result.metrics["models"]):
+        for threads, lat in (m.get("latency") or {}).items():
+            for run, r in lat["runs"].items():
+                rows.append({"model": _label(name), "threads": int(threads[1:]), "runtime": run.split("_b")[0],
+                             "median ms": r["median_ms"], "p10–p90 ms": f"{r['p10_ms']:.1f}–{r['p90_ms']:.1f}",
+                             "FLOP floor ms": r["floor_ms"], "floor ratio": r["floor_ratio"],
+                             "within 1.3× floor": (r["floor_ratio"] is not None and r["floor_ratio"] <= 1.3)})
+    return pd.DataFrame(rows).round(2)
+
+
+def eer_frame(results: Mapping[str, Result], score: str = "chi2", *, with_cosine: bool = True):
+    """Table 4/5 layout: one row per result, columns ``1 img F-F`` ... ``5 img F-P``, EER in %.
+
+    With ``with_cosine`` a second block of columns gives the cosine EERs.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, r in results.items():
+        row = {"model": _label(name)}
+        for s in (score, "cosine") if with_cosine and score != "cosine" else (score,):
+            for k in TEMPLATE_SIZES:
+                for pa, pb in COMBOS:
+                    col = f"{k} img {POSE_LABEL[pa]}-{POSE_LABEL[pb]}" + ("" if s == score else " (cos)")
+                    row[col] = 100 * r.metrics["eer"][s][combo_key(k, pa, pb)]
+        row["CFP users"] = r.metrics["cfp_users"]
+        row["train images"] = sum(st["train_images"] for st in r.metrics["stages"].values())
+        row["minutes"] = r.metrics["seconds"] / 60
+        rows.append(row)
+    return pd.DataFrame(rows).round(2)
+
+
+def det_curves(result: Result, score: str = "chi2") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{label: (far, frr)}`` of every pose combination and template size (for ``plot_det``)."""
+    far = np.asarray(result.arrays["det_far_grid"])
+    out = {}
+    for k in TEMPLATE_SIZES:
+        for pa, pb in COMBOS:
+            key = combo_key(k, pa, pb)
+            s = result.arrays["summaries"][score][key]
+            out[f"{POSE_LABEL[pa]}-{POSE_LABEL[pb]}, {k} img (EER {100 * s['eer']:.1f}%)"] = (far, np.asarray(s["det_frr"]))
+    return out
+
+
+def det_curves_by_model(results: Mapping[str, Result], key: str, score: str = "chi2") -> dict:
+    """``{model: (far, frr)}`` for one pose combination/template key (e.g. ``t1_fp``)."""
+    out = {}
+    for name, r in results.items():
+        s = r.arrays["summaries"][score][key]
+        out[f"{_label(name)} (EER {100 * s['eer']:.1f}%)"] = (np.asarray(r.arrays["det_far_grid"]), np.asarray(s["det_frr"]))
+    return out
+
+
+def example_pairs(result: Result, key: str, data_root=None, *, size: int = 112):
+    """The stored example comparisons of ``key`` as ``(images, titles)`` for :func:`facelab.viz.faces.pair_grid`
+    (images read from the CFP folder and resized to ``size`` squares for display)."""
+    import cv2
+
+    from facelab.data.cfp import root_dir
+    from facelab.data.imageio import read_rgb
+
+    root = root_dir(data_root)
+    pairs, titles = [], []
+    for ex in result.arrays["examples"][key]:
+        a, b = (cv2.resize(read_rgb(root / p), (size, size), interpolation=cv2.INTER_AREA)
+                for p in (ex["image1"], ex["image2"]))
+        pairs.append((a, b))
+        titles.append(f"{'genuine' if ex['genuine'] else 'impostor'}, χ² {-ex['score']:.3g}")
+    return pairs, titles
+
+
+def history_frame(result: Result):
+    """Per-epoch training record of every stage (loss, accuracy, learning rate, images/s)."""
+    import pandas as pd
+
+    rows = []
+    for stage, st in result.metrics["stages"].items():
+        h = st["history"]
+        for e in range(len(h["train_loss"])):
+            rows.append({"stage": stage, "epoch": e + 1, "train loss": h["train_loss"][e], "train acc": h["train_acc"][e],
+                         "val loss": h["val_loss"][e], "val acc": h["val_acc"][e], "lr": h["lr"][e],
+                         "images/s": h["images_per_s"][e], "seconds": h["seconds"][e]})
+    return pd.DataFrame(rows).round(4)
+
+
+def _eer_and_se(r: Result, key: str, score: str = "chi2") -> tuple[float, float]:
+    s = r.arrays["summaries"][score][key]
+    return 100 * s["eer"], 100 * s["eer_se"]
+
+
+def _mean_eer(r: Result, keys, score: str = "chi2") -> tuple[float, float]:
+    vals = [_eer_and_se(r, k, score) for k in keys]
+    return float(np.mean([v for v, _ in vals])), float(math.sqrt(sum(se**2 for _, se in vals)) / len(vals))
+
+
+def claims(train: Mapping[str, Result], data: Mapping[str, Result] | None = None,
+           complexity: Result | None = None) -> list[ClaimCheck]:
+    """The paper's claims checked on our results (EER in %, spread = combined binomial SE)."""
+    out: list[ClaimCheck] = []
+    keys1 = [combo_key(1, a, b) for a, b in COMBOS]
+    keys5 = [combo_key(5, a, b) for a, b in COMBOS]
+    base = train.get("squeezefaceposenet")
+    if base is not None:
+        e1, s1 = _mean_eer(base, keys1)
+        e5, s5 = _mean_eer(base, keys5)
+        out.append(check_order("5-image templates beat 1-image templates (mean over F-F, P-P, F-P)", better=e5,
+                               worse=e1, spread=math.hypot(s1, s5), higher_is_better=False,
+                               names=("5 img", "1 img"), unit="%"))
+        ff, sff = _eer_and_se(base, "t1_ff")
+        pp, spp = _eer_and_se(base, "t1_pp")
+        fp, sfp = _eer_and_se(base, "t1_fp")
+        out.append(check_order("frontal pairs are easier than profile pairs (1 img)", better=ff, worse=pp,
+                               spread=math.hypot(sff, spp), higher_is_better=False, names=("F-F", "P-P"), unit="%"))
+        out.append(check_order("same-pose frontal beats cross-pose F-P (1 img)", better=ff, worse=fp,
+                               spread=math.hypot(sff, sfp), higher_is_better=False, names=("F-F", "F-P"), unit="%"))
+        for other, text in (("squeezefaceposenet_gdc", "GDC does not help: SqueezeFacePoseNet at least as good as +GDC"),
+                            ("squeezefaceposenet_dwc", "DWC costs a little accuracy: SqueezeFacePoseNet better than +DWC")):
+            if other in train:
+                a, sa = _mean_eer(base, keys1)
+                b, sb = _mean_eer(train[other], keys1)
+                out.append(check_order(text + " (1 img mean)", better=a, worse=b, spread=math.hypot(sa, sb),
+                                       higher_is_better=False, names=(_label("squeezefaceposenet"), _label(other)),
+                                       unit="%"))
+        if "resnet50" in train:
+            a, sa = _mean_eer(train["resnet50"], keys1)
+            b, sb = _mean_eer(base, keys1)
+            out.append(check_order("the big ResNet-50 is more accurate than SqueezeFacePoseNet (1 img mean)", better=a,
+                                   worse=b, spread=math.hypot(sa, sb), higher_is_better=False,
+                                   names=("ResNet-50", "SqueezeFacePoseNet"), unit="%"))
+    if complexity is not None:
+        m = complexity.metrics["models"]
+        if "squeezefaceposenet_dwc" in m:
+            cut = 1 - m["squeezefaceposenet_dwc"]["size_mb"] / m["squeezefaceposenet"]["size_mb"]
+            out.append(ClaimCheck("DWC reduces the model size by 'about 60%' (Section 5.1; its Table 1 gives "
+                                  "4.41 -> 2.5 MB, -43%)", "-43% (Table 1), 'about 60%' (text)",
+                                  f"{m['squeezefaceposenet']['size_mb']:.2f} MB -> {m['squeezefaceposenet_dwc']['size_mb']:.2f} MB "
+                                  f"({-100 * cut:.0f}%)", "reproduced" if 0.35 <= cut <= 0.65 else "not reproduced"))
+        out.append(ClaimCheck("the model is a few MB (paper: 4.41 MB)", "4.41 MB",
+                              f"{m['squeezefaceposenet']['size_mb']:.2f} MB (fp32)",
+                              "reproduced" if m["squeezefaceposenet"]["size_mb"] < 6 else "not reproduced"))
+        if "resnet50" in m:
+            ratio = m["resnet50"]["params"] / m["squeezefaceposenet"]["params"]
+            out.append(ClaimCheck("SqueezeFacePoseNet has ~20x fewer parameters than ResNet-50", "25.6M / 1.24M = 21x",
+                                  f"{ratio:.0f}x (trunks)", "reproduced" if ratio >= 15 else "not reproduced"))
+    if data:
+        if "wide" in data and "deep" in data:
+            a, sa = _mean_eer(data["deep"], keys1)
+            b, sb = _mean_eer(data["wide"], keys1)
+            out.append(check_order("many images per identity beat many identities (VGGFace2 > MS1M; 1 img mean)",
+                                   better=a, worse=b, spread=math.hypot(sa, sb), higher_is_better=False,
+                                   names=("deep", "wide"), unit="%"))
+        if "wide_then_deep" in data and "deep" in data:
+            a, sa = _mean_eer(data["wide_then_deep"], keys1)
+            b, sb = _mean_eer(data["deep"], keys1)
+            out.append(check_order("pre-training then fine-tuning beats the fine-tuning data alone (1 img mean)",
+                                   better=a, worse=b, spread=math.hypot(sa, sb), higher_is_better=False,
+                                   names=("wide -> deep", "deep"), unit="%"))
+    return out
+
+
+def claims_frame(checks: list[ClaimCheck]):
+    import pandas as pd
+
+    return pd.DataFrame([c.as_row() for c in checks])
+
+
+def run_summary(outcomes: Mapping[str, object]) -> str:
+    """Markdown list: per experiment, where the numbers come from, the profile and its run time."""
+    lines = []
+    for name, o in outcomes.items():
+        r = o.result
+        prov = r.provenance
+        secs = prov.get("wall_time_s", float("nan"))
+        lines.append(f"- `{name}` ({o.status}, profile `{r.profile}`): {secs / 60:.1f} min")
+    return "\n".join(lines)
+
+
+__all__ = ["complexity_frame", "latency_frame", "eer_frame", "det_curves", "det_curves_by_model", "example_pairs",
+           "history_frame", "claims", "claims_frame", "run_summary", "SFPN_MODELS"]
