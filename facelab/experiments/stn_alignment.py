@@ -124,7 +124,7 @@ def configure_recognition(transform: str):
         return {
             # A few real SGD steps on 10 identities; 2 pairs per fold keep all 10 folds.
             "smoke": RecognitionConfig(transform=transform, data_profile="smoke", input_size=40, output_size=32,
-                                       epochs=1, n_identities=10, pairs_per_fold=2, batch_size=16, max_steps=3,
+                                       epochs=1, n_identities=10, pairs_per_fold=2, batch_size=8, max_steps=2,
                                        n_matrices=8),
             # 2 CPU cores: 32x32 faces, 100 identities, 6 epochs, 100 pairs per fold.
             "small": RecognitionConfig(transform=transform, data_profile="small", input_size=40, output_size=32,
@@ -599,6 +599,81 @@ def ordering_claims(results: dict, which: str = "lfw") -> list:
         checks.append(check_order(f"{label}: {better} beats {worse}", better=100 * a.mean, worse=100 * b.mean,
                                   spread=spread, higher_is_better=True, names=(better, worse), unit="%"))
     return checks
+
+
+def load_chapter_results(profile: str, ctx: RunContext, *, retrain: bool = False, results_dir=None) -> dict:
+    """The chapter's results via :func:`facelab.experiments.load_or_run`.
+
+    At ``smoke`` (or with ``retrain``) every experiment runs. Otherwise stored results are
+    loaded and a missing one is *not* run inside the notebook (a recognition run takes longer
+    than the page's budget): it is listed under ``"missing"`` with the command that produces it.
+    Returns ``{"localization": Outcome | None, "recognition": {transform: Outcome}, "missing": [str]}``.
+    """
+    from facelab.experiments import load_or_run
+
+    run_missing = profile == "smoke" or retrain
+    out: dict = {"localization": None, "recognition": {}, "missing": []}
+    names = [("localization", "stn_alignment.localization_mse")] + [(t, f"stn_alignment.recognition_{t}")
+                                                                   for t in TRANSFORMS]
+    for key, name in names:
+        try:
+            outcome = load_or_run(name, profile, ctx, retrain=retrain, results_dir=results_dir,
+                                  run_if_missing=run_missing)
+        except FileNotFoundError as err:
+            out["missing"].append(str(err))
+            continue
+        if key == "localization":
+            out["localization"] = outcome
+        else:
+            out["recognition"][key] = outcome
+    return out
+
+
+def learned_views(results: dict, which: str = "lfw", data_root=None) -> tuple[np.ndarray, dict]:
+    """The stored test images' input crops and what each transformer made of them.
+
+    ``results``: transform -> Result (same configuration apart from the transform). The crops come
+    from the local prepared LFW cache (clean) or are re-generated (``which="perturbed"``); the
+    stored ``matrix_clean``/``matrix_perturbed`` are applied with :func:`apply_matrices`.
+    Returns ``(uint8[N, S_in, S_in, 3] inputs, {transform: uint8[N, S_out, S_out, 3]})``.
+    """
+    from facelab.data.manifest import load_prepared
+
+    first = next(iter(results.values()))
+    cfg = RecognitionConfig(**first.config)
+    rels = list(first.arrays["matrix_images"])
+    lfw_set = load_prepared("lfw", cfg.data_profile)
+    row_of = lfw_rows_by_relpath(lfw_set)
+    rows = [row_of[r] for r in rels]
+    if which == "lfw":
+        inputs = read_loose_crops(lfw_set, rows, cfg.input_size)
+    else:
+        inputs = perturbed_lfw_crops(lfw_set, rows, rels, cfg.input_size, cfg, data_root)
+    key = "matrix_clean" if which == "lfw" else "matrix_perturbed"
+    outputs = {t: apply_matrices(inputs, np.asarray(r.arrays[key], np.float32), r.config["output_size"])
+               for t, r in results.items()}
+    return inputs, outputs
+
+
+def mean_faces(outputs: dict) -> dict:
+    """``{transform: uint8[S, S, 3]}`` pixel-wise mean of each transformer's outputs."""
+    return {t: np.round(np.asarray(v, np.float64).mean(0)).astype(np.uint8) for t, v in outputs.items()}
+
+
+def run_times(outcomes: dict):
+    """Training / evaluation seconds and images per second of the stored recognition runs."""
+    import pandas as pd
+
+    rows = []
+    for t, o in outcomes.items():
+        m = o.result.metrics
+        ips = m["history"]["images_per_s"]
+        rows.append({"transform": t, "profile": o.result.profile, "train s": m["train_seconds"],
+                     "eval s": m["eval_seconds"], "train images/s": float(np.mean(ips)) if ips else math.nan,
+                     "epochs": len(m["history"]["train_loss"]),
+                     "final train loss": m["history"]["train_loss"][-1] if m["history"]["train_loss"] else math.nan,
+                     "parameters": m["parameters"], "localization parameters": m["localization_parameters"]})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- registration
