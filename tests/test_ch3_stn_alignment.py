@@ -1,21 +1,15 @@
 """Chapter 3 helpers (facelab.experiments.stn_alignment) on tiny synthetic inputs."""
 
-import json
-import math
-
 import numpy as np
-import pytest
 import torch
 
 from facelab.experiments import get_experiment
 from facelab.experiments.stn_alignment import (
     TRANSFORMS,
     CropDataset,
-    apply_matrices,
     choose_setting,
-    ordering_claims,
-    table1_frame,
 )
+from facelab.experiments.stn_alignment_report import apply_matrices, ordering_claims, table1_frame
 from facelab.models.stn import STNFaceNet
 from facelab.results import Result
 
