@@ -404,8 +404,9 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
                                weight_decay=config.weight_decay, lr_mult=(("model.stn.", config.stn_lr_mult),))
     ckpt = cache_root() / "checkpoints" / CHAPTER / f"{config.transform}-{config_hash({'c': str(config), 's': ctx.seed})}.pt"
     t0 = time.time()
-    history = fit(model, train_set, train_config, head=head, device=ctx.device, seed=ctx.seed, checkpoint=ckpt,
-                  progress=ctx.progress)
+    # Checkpoints make long runs resumable; smoke runs always train (a finished checkpoint would skip it).
+    history = fit(model, train_set, train_config, head=head, device=ctx.device, seed=ctx.seed,
+                  checkpoint=ckpt if config.max_steps is None else None, progress=ctx.progress)
     train_seconds = time.time() - t0
     model.cpu()
 
@@ -448,7 +449,8 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
         "parameters": sum(p.numel() for p in model.parameters()),
         "localization_parameters": sum(p.numel() for p in model.stn.parameters()),
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
-        "history": history.as_dict(),
+        # strict JSON: no NaN (val_acc is NaN without a validation set)
+        "history": {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.as_dict().items()},
         "score": "cosine similarity of L2-normalised flip-summed embeddings",
     }
     r5 = lambda a: np.round(np.asarray(a, np.float64), 5).tolist()  # noqa: E731 (JSON size)
