@@ -89,3 +89,16 @@ def test_ordering_claims_use_the_fold_spread():
     noisy = _fake("affine", [1.0, 0.6] * 5)
     rows = {c.claim: c.verdict for c in ordering_claims({"identity": _fake("identity", [0.8] * 10), "affine": noisy})}
     assert rows["LFW: affine beats identity"] == "not resolved"
+
+
+def test_robustness_claims_compare_accuracy_drops():
+    from facelab.experiments.stn_alignment_report import robustness_claims
+
+    ident = _fake("identity", [1.0] * 10)
+    ident.arrays["perturbed_score"] = _fake("identity", [0.5] * 10).arrays["score"]
+    learned = _fake("affine", [1.0] * 10)
+    learned.arrays["perturbed_score"] = _fake("affine", [0.9] * 10).arrays["score"]
+    (claim,) = robustness_claims({"identity": ident, "affine": learned})
+    assert claim.verdict == "reproduced"
+    (claim,) = robustness_claims({"identity": learned, "affine": ident})
+    assert claim.verdict == "not reproduced"
