@@ -236,6 +236,7 @@ def run_times(outcomes: dict):
                      "eval s": m["eval_seconds"], "train images/s": float(np.mean(ips)) if ips else math.nan,
                      "epochs": len(m["history"]["train_loss"]),
                      "final train loss": m["history"]["train_loss"][-1] if m["history"]["train_loss"] else math.nan,
+                     "final train acc": m["history"]["train_acc"][-1] if m["history"]["train_acc"] else math.nan,
                      "parameters": m["parameters"], "localization parameters": m["localization_parameters"]})
     return pd.DataFrame(rows)
 
