@@ -102,3 +102,15 @@ def test_robustness_claims_compare_accuracy_drops():
     assert claim.verdict == "reproduced"
     (claim,) = robustness_claims({"identity": learned, "affine": ident})
     assert claim.verdict == "not reproduced"
+
+
+def test_sampling_inside_detects_a_collapsed_transformer():
+    from facelab.experiments.stn_alignment_report import sampling_inside
+
+    ok = Result(chapter="03", experiment="x", profile="smoke", seed=0, config={"output_size": 16}, metrics={},
+                arrays={"matrix_clean": [np.diag([0.8, 0.8, 1.0]).tolist()]}, provenance={})
+    assert sampling_inside(ok) == 1.0
+    off = np.eye(3)
+    off[0, 2] = 5.0  # shifted far right of the crop
+    ok.arrays["matrix_clean"] = [off.tolist()]
+    assert sampling_inside(ok) == 0.0

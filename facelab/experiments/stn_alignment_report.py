@@ -237,6 +237,8 @@ def run_times(outcomes: dict):
                      "epochs": len(m["history"]["train_loss"]),
                      "final train loss": m["history"]["train_loss"][-1] if m["history"]["train_loss"] else math.nan,
                      "final train acc": m["history"]["train_acc"][-1] if m["history"]["train_acc"] else math.nan,
+                     "output read inside input": sampling_inside(o.result),
+                     "LFW score SD": float(np.std(o.result.arrays["score"])),
                      "parameters": m["parameters"], "localization parameters": m["localization_parameters"]})
     return pd.DataFrame(rows)
 
@@ -274,3 +276,18 @@ def robustness_claims(results: dict) -> list:
                                worse=100 * base.mean(), spread=float(np.std(100 * (drop - base))),
                                higher_is_better=False, names=(t, "identity"), unit=" pt drop"))
     return out
+
+
+def sampling_inside(result, which: str = "lfw") -> float:
+    """Fraction of the transformer's output pixels that read *inside* the input crop, averaged over
+    the stored test images (1.0 for the identity crop). Near 0 means the transformer collapsed:
+    it samples outside the image, every output is black and every embedding the same."""
+    import torch
+
+    from facelab.models.stn import projective_grid
+
+    m = torch.as_tensor(np.asarray(result.arrays["matrix_clean" if which == "lfw" else "matrix_perturbed"]),
+                        dtype=torch.float32)
+    size = int(result.config["output_size"])
+    grid = projective_grid(m, (size, size))
+    return float((grid.abs() <= 1).all(-1).float().mean())
