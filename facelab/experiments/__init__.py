@@ -26,7 +26,11 @@ from facelab.paths import cache_root, results_root
 from facelab.results import Result, load_result, make_provenance, result_filename, save_result, staleness
 
 #: Modules that define experiments (imported on first use of the registry).
-_MODULES = ("facelab.experiments.getting_started", "facelab.experiments.squeezefaceposenet")
+_MODULES = (
+    "facelab.experiments.getting_started",
+    "facelab.experiments.squeezefaceposenet",
+    "facelab.experiments.stn_alignment",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,293 @@
+"""Chapter 3 report helpers: the tables, figures and claim checks of ``book/03_stn_alignment.ipynb``.
+
+Everything here reads stored results (:mod:`facelab.experiments.stn_alignment`) or the local
+prepared data; nothing trains. Kept apart from the experiment module so that changing how the
+chapter *shows* numbers never makes the stored results stale (their code hash covers the
+experiment module only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from facelab.experiments import RunContext
+from facelab.experiments.stn_alignment import (
+    TRANSFORMS,
+    RecognitionConfig,
+    lfw_rows_by_relpath,
+    perturbed_lfw_crops,
+    read_loose_crops,
+    to_float,
+)
+
+def apply_matrices(images: np.ndarray, matrices: np.ndarray, output_size: int) -> np.ndarray:
+    """What the transformer showed the recognizer: ``uint8[N, S, S, 3]`` crops sampled with stored
+    ``[N, 3, 3]`` matrices (bilinear, zeros outside, eq. 1; affine types have last row 0 0 1)."""
+    import torch
+    import torch.nn.functional as F
+
+    from facelab.models.stn import projective_grid
+
+    x = to_float(images)
+    grid = projective_grid(torch.as_tensor(np.asarray(matrices), dtype=torch.float32), (output_size, output_size))
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (out.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+
+
+def table1_frame(input_size: int = 112):
+    """Table 1 regenerated from :class:`facelab.models.stn_resnet.RecognitionResNet`: per stage its
+    layers, output size, parameters and forward FLOPs (FlopCounterMode, 2 per multiply-add)."""
+    import pandas as pd
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from facelab.models.stn_resnet import STAGES, RecognitionResNet
+
+    net = RecognitionResNet(input_size=input_size).eval()
+    x = torch.zeros(1, 3, input_size, input_size)
+    rows = []
+    with torch.no_grad():
+        for name, filters, units in STAGES:
+            stage = getattr(net, name)
+            with FlopCounterMode(display=False) as fc:
+                y = stage(x)
+            rows.append({"layers": f"{name[:4].capitalize()}{name[4:]}.x",
+                         "structure": f"[3×3, {filters}] ×1, S2; [3×3, {filters}; 3×3, {filters}] ×{units}",
+                         "output": f"{y.shape[1]}×{y.shape[2]}×{y.shape[3]}",
+                         "parameters": sum(p.numel() for p in stage.parameters()),
+                         "GFLOPs": fc.get_total_flops() / 1e9})
+            x = y
+        with FlopCounterMode(display=False) as fc:
+            net.bn(net.fc1(net.dropout(x.flatten(1))))
+        head = [net.dropout, net.fc1, net.bn]
+        rows.append({"layers": "Dropout, FC1, BatchNorm", "structure": f"dropout {net.dropout.p}, FC {x.flatten(1).shape[1]}→512, BN",
+                     "output": "512", "parameters": sum(p.numel() for m in head for p in m.parameters()),
+                     "GFLOPs": fc.get_total_flops() / 1e9})
+    df = pd.DataFrame(rows)
+    total = {"layers": "total", "structure": f"input 3×{input_size}×{input_size}", "output": "512",
+             "parameters": int(df["parameters"].sum()), "GFLOPs": float(df["GFLOPs"].sum())}
+    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+
+
+def table2_frame(result, paper: dict | None = None):
+    """Table 2: setting | structure | paper MSE | our train MSE | our held-out MSE ± SE | parameters."""
+    import pandas as pd
+
+    m = result.metrics
+    paper = paper or {}
+    rows = []
+    for key in sorted(m["train_mse"], key=int):
+        rows.append({"setting": int(key), "structure": m["name"][key],
+                     "paper MSE": paper.get(int(key), math.nan),
+                     "our final train MSE": m["train_mse"][key], "our held-out MSE": m["val_mse"][key],
+                     "held-out SE": m["val_mse_se"][key], "parameters": m["parameters"][key],
+                     "seconds": m["seconds"][key],
+                     "chosen": "←" if int(key) == m["chosen_setting"] else ""})
+    return pd.DataFrame(rows)
+
+
+def accuracy_of(result, which: str = "lfw"):
+    """``KFoldAccuracy`` of a recognition result from its stored per-pair scores
+    (``which``: 'lfw' or 'perturbed')."""
+    from facelab.eval.verification import kfold_accuracy
+
+    a = result.arrays
+    scores = a["score"] if which == "lfw" else a["perturbed_score"]
+    return kfold_accuracy(np.asarray(scores), np.asarray(a["label"]), np.asarray(a["fold"]))
+
+
+def table3_frame(results: dict, paper: dict):
+    """Table 3 side by side: paper rows (LFW, YTF) and ours (LFW, perturbed LFW), in percent.
+
+    ``results``: transform -> Result (missing transforms show as not run); ``paper``: the
+    ``facelab.tables.cells('002')`` mapping. Rows of other methods are marked paper-only.
+    """
+    import pandas as pd
+
+    others = [("facenet", "FaceNet"), ("deepid2plus", "DeepID2+"), ("centerface", "Center Face [15]"),
+              ("asoftmax", "A-softmax [1]"), ("amsoftmax", "AM-Softmax [3]")]
+    rows = []
+    for key, name in others:
+        rows.append({"method": name, "source": "paper only (other method, not reproduced)",
+                     "train images": paper[f"table3.{key}.trainset"]["printed"],
+                     "paper LFW %": paper[f"table3.{key}.lfw"]["value"], "paper YTF %": paper[f"table3.{key}.ytf"]["value"],
+                     "ours LFW %": math.nan, "ours LFW SD": math.nan,
+                     "ours perturbed LFW %": math.nan, "ours perturbed SD": math.nan})
+    paper_key = {"identity": "identical", "similarity": "similarity", "affine": "affine", "projective": "projective"}
+    for t in TRANSFORMS:
+        k = paper_key[t]
+        r = results.get(t)
+        row = {"method": f"STN ({t})", "source": "paper + ours" if r is not None else "paper; ours not run",
+               "train images": f"paper {paper[f'table3.ours_{k}.trainset']['printed']}; ours "
+                               + (f"{r.metrics['n_train_images']:,} (CFP, {r.metrics['n_identities']} ids)" if r else "-"),
+               "paper LFW %": paper[f"table3.ours_{k}.lfw"]["value"], "paper YTF %": paper[f"table3.ours_{k}.ytf"]["value"]}
+        if r is not None:
+            a, p = accuracy_of(r, "lfw"), accuracy_of(r, "perturbed")
+            row.update({"ours LFW %": 100 * a.mean, "ours LFW SD": 100 * a.std,
+                        "ours perturbed LFW %": 100 * p.mean, "ours perturbed SD": 100 * p.std})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def roc_curves(results: dict, which: str = "lfw") -> dict:
+    """``{transform: (far, tar)}`` from stored per-pair scores, for :func:`facelab.viz.curves.plot_roc`."""
+    from facelab.eval.verification import roc
+
+    out = {}
+    for t, r in results.items():
+        scores = r.arrays["score"] if which == "lfw" else r.arrays["perturbed_score"]
+        c = roc(np.asarray(scores), np.asarray(r.arrays["label"]))
+        out[t] = (c.far, c.tar)
+    return out
+
+
+def ordering_claims(results: dict, which: str = "lfw") -> list:
+    """Paper 002's orderings (identity < similarity < affine < projective, and identity < every
+    learned transform) as :class:`facelab.claims.ClaimCheck` rows. The spread is the SD over
+    folds of the per-fold accuracy difference (the two models are scored on the same folds)."""
+    from facelab.claims import check_order
+
+    label = "LFW" if which == "lfw" else "perturbed LFW"
+    checks = []
+    chain = [("similarity", "identity"), ("affine", "similarity"), ("projective", "affine"),
+             ("projective", "identity"), ("affine", "identity")]
+    for better, worse in chain:
+        if better not in results or worse not in results:
+            continue
+        a, b = accuracy_of(results[better], which), accuracy_of(results[worse], which)
+        spread = float(np.std(100 * (np.asarray(a.per_fold) - np.asarray(b.per_fold))))
+        checks.append(check_order(f"{label}: {better} beats {worse}", better=100 * a.mean, worse=100 * b.mean,
+                                  spread=spread, higher_is_better=True, names=(better, worse), unit="%"))
+    return checks
+
+
+def load_chapter_results(profile: str, ctx: RunContext, *, retrain: bool = False, results_dir=None) -> dict:
+    """The chapter's results via :func:`facelab.experiments.load_or_run`.
+
+    At ``smoke`` (or with ``retrain``) every experiment runs. Otherwise stored results are
+    loaded and a missing one is *not* run inside the notebook (a recognition run takes longer
+    than the page's budget): it is listed under ``"missing"`` with the command that produces it.
+    Returns ``{"localization": Outcome | None, "recognition": {transform: Outcome}, "missing": [str]}``.
+    """
+    from facelab.experiments import load_or_run
+
+    run_missing = profile == "smoke" or retrain
+    out: dict = {"localization": None, "recognition": {}, "missing": []}
+    names = [("localization", "stn_alignment.localization_mse")] + [(t, f"stn_alignment.recognition_{t}")
+                                                                   for t in TRANSFORMS]
+    for key, name in names:
+        try:
+            outcome = load_or_run(name, profile, ctx, retrain=retrain, results_dir=results_dir,
+                                  run_if_missing=run_missing)
+        except FileNotFoundError as err:
+            out["missing"].append(str(err))
+            continue
+        if key == "localization":
+            out["localization"] = outcome
+        else:
+            out["recognition"][key] = outcome
+    return out
+
+
+def learned_views(results: dict, which: str = "lfw", data_root=None) -> tuple[np.ndarray, dict]:
+    """The stored test images' input crops and what each transformer made of them.
+
+    ``results``: transform -> Result (same configuration apart from the transform). The crops come
+    from the local prepared LFW cache (clean) or are re-generated (``which="perturbed"``); the
+    stored ``matrix_clean``/``matrix_perturbed`` are applied with :func:`apply_matrices`.
+    Returns ``(uint8[N, S_in, S_in, 3] inputs, {transform: uint8[N, S_out, S_out, 3]})``.
+    """
+    from facelab.data.manifest import load_prepared
+
+    first = next(iter(results.values()))
+    cfg = RecognitionConfig(**first.config)
+    rels = list(first.arrays["matrix_images"])
+    lfw_set = load_prepared("lfw", cfg.data_profile)
+    row_of = lfw_rows_by_relpath(lfw_set)
+    rows = [row_of[r] for r in rels]
+    if which == "lfw":
+        inputs = read_loose_crops(lfw_set, rows, cfg.input_size)
+    else:
+        inputs = perturbed_lfw_crops(lfw_set, rows, rels, cfg.input_size, cfg, data_root)
+    key = "matrix_clean" if which == "lfw" else "matrix_perturbed"
+    outputs = {t: apply_matrices(inputs, np.asarray(r.arrays[key], np.float32), r.config["output_size"])
+               for t, r in results.items()}
+    return inputs, outputs
+
+
+def mean_faces(outputs: dict) -> dict:
+    """``{transform: uint8[S, S, 3]}`` pixel-wise mean of each transformer's outputs."""
+    return {t: np.round(np.asarray(v, np.float64).mean(0)).astype(np.uint8) for t, v in outputs.items()}
+
+
+def run_times(outcomes: dict):
+    """Training / evaluation seconds and images per second of the stored recognition runs."""
+    import pandas as pd
+
+    rows = []
+    for t, o in outcomes.items():
+        m = o.result.metrics
+        ips = m["history"]["images_per_s"]
+        rows.append({"transform": t, "profile": o.result.profile, "train s": m["train_seconds"],
+                     "eval s": m["eval_seconds"], "train images/s": float(np.mean(ips)) if ips else math.nan,
+                     "epochs": len(m["history"]["train_loss"]),
+                     "final train loss": m["history"]["train_loss"][-1] if m["history"]["train_loss"] else math.nan,
+                     "final train acc": m["history"]["train_acc"][-1] if m["history"]["train_acc"] else math.nan,
+                     "output read inside input": sampling_inside(o.result),
+                     "LFW score SD": float(np.std(o.result.arrays["score"])),
+                     "parameters": m["parameters"], "localization parameters": m["localization_parameters"]})
+    return pd.DataFrame(rows)
+
+
+def table2_claims(result) -> list:
+    """Table 2's orderings (setting 5 < setting 3 < setting 1 in MSE) on our held-out MSE; the
+    spread is the combined standard error over held-out images."""
+    from facelab.claims import check_order
+
+    mse, se = result.metrics["val_mse"], result.metrics["val_mse_se"]
+    out = []
+    for better, worse in (("5", "3"), ("3", "1"), ("3", "2")):
+        out.append(check_order(f"Table 2: setting {better} regresses landmarks better than setting {worse}",
+                               better=mse[better], worse=mse[worse], spread=float(np.hypot(se[better], se[worse])),
+                               higher_is_better=False, names=(f"setting {better}", f"setting {worse}")))
+    return out
+
+
+def robustness_claims(results: dict) -> list:
+    """Our test in place of YTF: a learned transform loses less accuracy than the fixed centre crop
+    when the crops are perturbed. Drop = LFW - perturbed-LFW accuracy (points); the spread is the SD
+    over folds of the per-fold difference of the two drops."""
+    from facelab.claims import check_order
+
+    if "identity" not in results:
+        return []
+    base = np.asarray(accuracy_of(results["identity"], "lfw").per_fold) - np.asarray(
+        accuracy_of(results["identity"], "perturbed").per_fold)
+    out = []
+    for t in TRANSFORMS[1:]:
+        if t not in results:
+            continue
+        drop = np.asarray(accuracy_of(results[t], "lfw").per_fold) - np.asarray(accuracy_of(results[t], "perturbed").per_fold)
+        out.append(check_order(f"perturbed LFW: {t} loses less accuracy than identity", better=100 * drop.mean(),
+                               worse=100 * base.mean(), spread=float(np.std(100 * (drop - base))),
+                               higher_is_better=False, names=(t, "identity"), unit=" pt drop"))
+    return out
+
+
+def sampling_inside(result, which: str = "lfw") -> float:
+    """Fraction of the transformer's output pixels that read *inside* the input crop, averaged over
+    the stored test images (1.0 for the identity crop). Near 0 means the transformer collapsed:
+    it samples outside the image, every output is black and every embedding the same."""
+    import torch
+
+    from facelab.models.stn import projective_grid
+
+    m = torch.as_tensor(np.asarray(result.arrays["matrix_clean" if which == "lfw" else "matrix_perturbed"]),
+                        dtype=torch.float32)
+    size = int(result.config["output_size"])
+    grid = projective_grid(m, (size, size))
+    return float((grid.abs() <= 1).all(-1).float().mean())

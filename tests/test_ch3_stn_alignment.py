@@ -1,0 +1,116 @@
+"""Chapter 3 helpers (facelab.experiments.stn_alignment) on tiny synthetic inputs."""
+
+import numpy as np
+import torch
+
+from facelab.experiments import get_experiment
+from facelab.experiments.stn_alignment import (
+    TRANSFORMS,
+    CropDataset,
+    choose_setting,
+)
+from facelab.experiments.stn_alignment_report import apply_matrices, ordering_claims, table1_frame
+from facelab.models.stn import STNFaceNet
+from facelab.results import Result
+
+
+def test_choose_setting_follows_the_papers_reasoning():
+    # Table 2 of the paper: setting 5 is best, setting 3 is 0.5% worse with fewer parameters.
+    mse = {1: 0.005213, 2: 0.004795, 3: 0.004659, 4: 0.005169, 5: 0.004635}
+    params = {1: 330_000, 2: 180_000, 3: 175_000, 4: 2_100_000, 5: 1_140_000}
+    assert choose_setting(mse, params, tolerance=0.01) == 3
+    assert choose_setting(mse, params, tolerance=0.0) == 5
+
+
+def test_every_profile_configures_every_experiment():
+    for name in ["stn_alignment.localization_mse"] + [f"stn_alignment.recognition_{t}" for t in TRANSFORMS]:
+        exp = get_experiment(name)
+        for profile in ("smoke", "small", "full"):
+            cfg = exp.configure(profile)
+            if hasattr(cfg, "output_size"):
+                assert cfg.output_size % 16 == 0 and cfg.output_size <= cfg.input_size
+                assert cfg.transform in name
+
+
+def test_apply_matrices_reproduces_the_transformer_output():
+    torch.manual_seed(0)
+    model = STNFaceNet(transform="affine", input_size=40, output_size=32).eval()
+    with torch.no_grad():  # a non-trivial prediction
+        model.stn.localization.fc_out.bias.copy_(torch.tensor([0.7, 0.1, 0.05, -0.1, 0.75, -0.02]))
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        direct = model.align(x)
+        m = model.stn.matrix(x).numpy()
+    ours = apply_matrices(images, m, 32)
+    np.testing.assert_allclose(ours.astype(float), (direct.clamp(0, 1) * 255).permute(0, 2, 3, 1).numpy(), atol=1.0)
+
+
+def test_crop_dataset_flips_with_probability_one():
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    x, y = CropDataset(images, [0, 1], flip_p=1.0)[1]
+    assert y == 1 and x.shape == (3, 4, 4)
+    np.testing.assert_allclose(x.numpy(), np.flip(images[1].transpose(2, 0, 1), 2) / 255.0, rtol=1e-6)
+    x0, _ = CropDataset(images, [0, 1], flip_p=0.0)[1]
+    np.testing.assert_allclose(x0.numpy(), images[1].transpose(2, 0, 1) / 255.0, rtol=1e-6)
+
+
+def test_table1_counts_match_the_model():
+    from facelab.models.stn_resnet import RecognitionResNet
+
+    df = table1_frame(32)
+    assert list(df["layers"][:4]) == ["Conv1.x", "Conv2.x", "Conv3.x", "Conv4.x"]
+    assert df["parameters"].iloc[-1] == sum(p.numel() for p in RecognitionResNet(input_size=32).parameters())
+    assert df["output"].iloc[3] == "512×2×2"
+    assert df["GFLOPs"].iloc[-1] > 0
+
+
+def _fake(transform, per_fold_acc):
+    # 10 folds x 10 pairs; the first `k` pairs of each fold are correct, so accuracy is exact.
+    score, label, fold = [], [], []
+    for f, acc in enumerate(per_fold_acc):
+        for i in range(10):
+            same = i % 2 == 0
+            right = i < round(acc * 10)
+            score.append((1.0 if same else 0.0) if right else (0.0 if same else 1.0))
+            label.append(int(same))
+            fold.append(f)
+    return Result(chapter="03", experiment=f"x_{transform}", profile="smoke", seed=0, config={}, metrics={},
+                  arrays={"score": score, "label": label, "fold": fold}, provenance={})
+
+
+def test_ordering_claims_use_the_fold_spread():
+    good = _fake("similarity", [1.0] * 10)
+    bad = _fake("identity", [0.5] * 10)
+    rows = {c.claim: c.verdict for c in ordering_claims({"identity": bad, "similarity": good})}
+    assert rows["LFW: similarity beats identity"] == "reproduced"
+    rows = {c.claim: c.verdict for c in ordering_claims({"identity": good, "similarity": bad})}
+    assert rows["LFW: similarity beats identity"] == "not reproduced"
+    noisy = _fake("affine", [1.0, 0.6] * 5)
+    rows = {c.claim: c.verdict for c in ordering_claims({"identity": _fake("identity", [0.8] * 10), "affine": noisy})}
+    assert rows["LFW: affine beats identity"] == "not resolved"
+
+
+def test_robustness_claims_compare_accuracy_drops():
+    from facelab.experiments.stn_alignment_report import robustness_claims
+
+    ident = _fake("identity", [1.0] * 10)
+    ident.arrays["perturbed_score"] = _fake("identity", [0.5] * 10).arrays["score"]
+    learned = _fake("affine", [1.0] * 10)
+    learned.arrays["perturbed_score"] = _fake("affine", [0.9] * 10).arrays["score"]
+    (claim,) = robustness_claims({"identity": ident, "affine": learned})
+    assert claim.verdict == "reproduced"
+    (claim,) = robustness_claims({"identity": learned, "affine": ident})
+    assert claim.verdict == "not reproduced"
+
+
+def test_sampling_inside_detects_a_collapsed_transformer():
+    from facelab.experiments.stn_alignment_report import sampling_inside
+
+    ok = Result(chapter="03", experiment="x", profile="smoke", seed=0, config={"output_size": 16}, metrics={},
+                arrays={"matrix_clean": [np.diag([0.8, 0.8, 1.0]).tolist()]}, provenance={})
+    assert sampling_inside(ok) == 1.0
+    off = np.eye(3)
+    off[0, 2] = 5.0  # shifted far right of the crop
+    ok.arrays["matrix_clean"] = [off.tolist()]
+    assert sampling_inside(ok) == 0.0
