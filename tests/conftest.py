@@ -28,3 +28,14 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("FACELAB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (fast and deterministic on a shared 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

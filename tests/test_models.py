@@ -13,12 +13,7 @@ BATCH = 2
 MODELS = list_models()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small(name: str) -> tuple[dict, int | None]:

@@ -37,12 +37,7 @@ PAPER_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _layer_outputs(model: SqueezeFacePoseNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:

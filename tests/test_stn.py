@@ -28,12 +28,7 @@ from facelab.models.stn_resnet import RecognitionResNet
 TRANSFORMS = list(TRANSFORM_PARAMS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- identity start, grids
