@@ -93,14 +93,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: str | Path | None = None) -> str | None:
     try:
         out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=cwd or Path(__file__).parent
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_dirty(cwd: str | Path | None = None) -> bool | None:
+    """Whether tracked files of the checkout holding ``cwd`` (default: this package) have uncommitted
+    changes, ignoring the top-level ``results/`` folder: runs write their results there, which does
+    not change the code that produced them. None outside a git checkout."""
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results", cwd=cwd)
+    return None if out is None else bool(out)
 
 
 def cpu_model() -> str:
@@ -139,7 +147,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "device": device,
         "versions": library_versions(),
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_dirty": git_dirty(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))

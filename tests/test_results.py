@@ -65,3 +65,23 @@ def test_corrupt_result_file_gives_a_fix(tmp_path):
 def test_environment_records_versions_and_threads():
     env = results.environment("cpu")
     assert env["versions"]["torch"] and env["torch_threads"] >= 1 and env["cpu"]
+
+
+def test_git_dirty_ignores_the_results_folder(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert results.git_dirty(tmp_path) is False
+    (tmp_path / "results" / "r.json").write_text('{"new": 1}')  # a run stored its result
+    assert results.git_dirty(tmp_path / "results") is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert results.git_dirty(tmp_path / "results") is True
