@@ -57,6 +57,19 @@ def test_missing_result_without_running(tmp_path):
         experiments.load_or_run("test.toy", "full", RunContext(), results_dir=tmp_path, run_if_missing=False)
 
 
+def test_load_stored_runs_only_what_it_may(tmp_path, isolated_cache):
+    CALLS.clear()
+    outcomes, missing = experiments.load_stored(["test.toy"], "small", RunContext(), results_dir=tmp_path)
+    assert outcomes == {} and CALLS == [] and "python -m facelab run test.toy --profile small" in missing[0]
+    outcomes, missing = experiments.load_stored(["test.toy"], "small", RunContext(), results_dir=tmp_path,
+                                                run_missing=lambda name: name == "test.toy")
+    assert outcomes["test.toy"].status == "ran" and missing == [] and CALLS == [3]
+    outcomes, _ = experiments.load_stored(["test.toy"], "small", RunContext(), results_dir=tmp_path)
+    assert outcomes["test.toy"].status == "loaded" and CALLS == [3]
+    outcomes, _ = experiments.load_stored(["test.toy"], "smoke", RunContext())  # smoke always runs
+    assert outcomes["test.toy"].status == "ran" and CALLS == [3, 1]
+
+
 def test_bad_parameters_are_named():
     with pytest.raises(ValueError, match="smoke, small, full"):
         experiments.run_experiment("test.toy", "huge", RunContext())

@@ -176,6 +176,28 @@ def load_or_run(name: str, profile: str, ctx: RunContext, *, retrain: bool = Fal
     return Outcome(result, "ran", [], path)
 
 
+def load_stored(names: list[str] | tuple[str, ...], profile: str, ctx: RunContext, *, retrain: bool = False,
+                results_dir: str | Path | None = None,
+                run_missing: Callable[[str], bool] | None = None) -> tuple[dict[str, Outcome], list[str]]:
+    """A chapter's results: :func:`load_or_run` for each of ``names``, without running long ones inline.
+
+    At ``smoke`` (or with ``retrain``) every experiment runs. Otherwise stored results are loaded
+    and a missing one runs only if ``run_missing(name)`` is true (default: never); the others are
+    returned as messages naming the command that produces them, for the chapter to show as *not run*.
+    Returns ``({name: Outcome}, [message, ...])``.
+    """
+    outcomes: dict[str, Outcome] = {}
+    missing: list[str] = []
+    for name in names:
+        allowed = profile == "smoke" or retrain or (run_missing is not None and run_missing(name))
+        try:
+            outcomes[name] = load_or_run(name, profile, ctx, retrain=retrain, results_dir=results_dir,
+                                         run_if_missing=allowed)
+        except FileNotFoundError as err:
+            missing.append(str(err))
+    return outcomes, missing
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     ctx = RunContext(data_root=args.data_root, device=args.device, seed=args.seed)
     result = run_experiment(args.experiment, args.profile, ctx, args.results_dir)

@@ -166,31 +166,22 @@ def ordering_claims(results: dict, which: str = "lfw") -> list:
 
 
 def load_chapter_results(profile: str, ctx: RunContext, *, retrain: bool = False, results_dir=None) -> dict:
-    """The chapter's results via :func:`facelab.experiments.load_or_run`.
+    """The chapter's results via :func:`facelab.experiments.load_stored`.
 
     At ``smoke`` (or with ``retrain``) every experiment runs. Otherwise stored results are
     loaded and a missing one is *not* run inside the notebook (a recognition run takes longer
     than the page's budget): it is listed under ``"missing"`` with the command that produces it.
     Returns ``{"localization": Outcome | None, "recognition": {transform: Outcome}, "missing": [str]}``.
     """
-    from facelab.experiments import load_or_run
+    from facelab.experiments import load_stored
 
-    run_missing = profile == "smoke" or retrain
-    out: dict = {"localization": None, "recognition": {}, "missing": []}
-    names = [("localization", "stn_alignment.localization_mse")] + [(t, f"stn_alignment.recognition_{t}")
-                                                                   for t in TRANSFORMS]
-    for key, name in names:
-        try:
-            outcome = load_or_run(name, profile, ctx, retrain=retrain, results_dir=results_dir,
-                                  run_if_missing=run_missing)
-        except FileNotFoundError as err:
-            out["missing"].append(str(err))
-            continue
-        if key == "localization":
-            out["localization"] = outcome
-        else:
-            out["recognition"][key] = outcome
-    return out
+    localization = "stn_alignment.localization_mse"
+    names = [localization] + [f"stn_alignment.recognition_{t}" for t in TRANSFORMS]
+    outcomes, missing = load_stored(names, profile, ctx, retrain=retrain, results_dir=results_dir)
+    return {"localization": outcomes.get(localization),
+            "recognition": {t: outcomes[f"stn_alignment.recognition_{t}"] for t in TRANSFORMS
+                            if f"stn_alignment.recognition_{t}" in outcomes},
+            "missing": missing}
 
 
 def learned_views(results: dict, which: str = "lfw", data_root=None) -> tuple[np.ndarray, dict]:
