@@ -114,3 +114,22 @@ def test_sampling_inside_detects_a_collapsed_transformer():
     off[0, 2] = 5.0  # shifted far right of the crop
     ok.arrays["matrix_clean"] = [off.tolist()]
     assert sampling_inside(ok) == 0.0
+
+
+def test_initial_gradient_norms_show_why_the_localization_net_is_clipped():
+    from facelab.experiments.stn_alignment_report import initial_gradient_norms
+    from facelab.train.grad_clip import clip_grad_norm_per_tensor
+
+    cfg = get_experiment("stn_alignment.recognition_affine").configure("smoke")
+    norms = initial_gradient_norms(cfg, n_classes=20, batch=8)
+    assert set(norms) == {"localization output layer", "localization (all)", "recognizer"}
+    assert all(np.isfinite(v) and v > 0 for v in norms.values())
+    # with ArcFace's scale the localization output layer gets a gradient far above its weights (~0)
+    assert norms["localization output layer"] > 100
+    # the clip used by run_recognition brings every localization tensor to at most its bound
+    torch.manual_seed(0)
+    model = STNFaceNet(transform="affine", input_size=cfg.input_size, output_size=cfg.output_size)
+    clip_grad_norm_per_tensor(model.stn, cfg.stn_grad_clip)
+    model.train()
+    (1e4 * model.forward_features(torch.rand(4, 3, cfg.input_size, cfg.input_size)).sum()).backward()
+    assert max(p.grad.norm().item() for p in model.stn.parameters() if p.grad is not None) <= cfg.stn_grad_clip * 1.0001
