@@ -65,6 +65,12 @@ def code_hash(modules: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def module_hashes(modules: list[str]) -> dict[str, str]:
+    """``{module: hash of its source}`` for each of ``modules`` (to name what changed, see :func:`staleness`)."""
+    return {name: hashlib.sha256(inspect.getsource(importlib.import_module(name)).encode()).hexdigest()[:16]
+            for name in sorted(set(modules))}
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -198,6 +204,7 @@ def make_provenance(*, config: Any, code_modules: list[str], device: str, starte
         config_hash=config_hash(config),
         code_hash=code_hash(code_modules),
         code_modules=sorted(set(code_modules)),
+        module_hashes=module_hashes(code_modules),
         data_manifest_hash=data_manifest_hash,
         started=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         finished=_dt.datetime.fromtimestamp(finished, _dt.timezone.utc).isoformat(timespec="seconds"),
@@ -231,5 +238,11 @@ def staleness(result: Result, *, config: Any, code_modules: list[str]) -> list[s
     if result.provenance.get("config_hash") != config_hash(config):
         reasons.append("the experiment's configuration changed since this result was computed")
     if result.provenance.get("code_hash") != code_hash(code_modules):
-        reasons.append("the code it depends on (" + ", ".join(sorted(set(code_modules))) + ") changed since")
+        stored = result.provenance.get("module_hashes")
+        if stored:  # results written since module hashes were recorded name the modules that changed
+            now = module_hashes(code_modules)
+            changed = [m for m in now if stored.get(m) != now[m]]
+            reasons.append("the code it depends on changed since: " + ", ".join(changed))
+        else:
+            reasons.append("the code it depends on (" + ", ".join(sorted(set(code_modules))) + ") changed since")
     return reasons

@@ -52,6 +52,18 @@ def test_staleness_reports_config_and_code_changes():
     assert len(reasons) == 1 and "facelab.paths" in reasons[0]
 
 
+def test_staleness_names_the_modules_that_changed():
+    r = make_result()
+    r.provenance["code_modules"] = ["facelab.paths", "facelab.results"]
+    r.provenance["code_hash"] = results.code_hash(["facelab.paths", "facelab.results"])
+    r.provenance["module_hashes"] = results.module_hashes(["facelab.paths", "facelab.results"])
+    assert results.staleness(r, config=Cfg(1), code_modules=["facelab.paths", "facelab.results"]) == []
+    r.provenance["module_hashes"]["facelab.results"] = "0" * 16  # as if facelab.results had been edited since
+    r.provenance["code_hash"] = "0" * 16
+    reasons = results.staleness(r, config=Cfg(1), code_modules=["facelab.paths", "facelab.results"])
+    assert reasons == ["the code it depends on changed since: facelab.results"]
+
+
 def test_corrupt_result_file_gives_a_fix(tmp_path):
     p = tmp_path / "x.json"
     p.write_text("{not json")
