@@ -133,3 +133,15 @@ def test_initial_gradient_norms_show_why_the_localization_net_is_clipped():
     model.train()
     (1e4 * model.forward_features(torch.rand(4, 3, cfg.input_size, cfg.input_size)).sum()).backward()
     assert max(p.grad.norm().item() for p in model.stn.parameters() if p.grad is not None) <= cfg.stn_grad_clip * 1.0001
+
+
+def test_score_precision_notes_flag_rounding_that_changes_accuracy():
+    from facelab.experiments.stn_alignment_report import score_precision_notes
+
+    r = _fake("affine", [1.0, 0.6] * 5)
+    r.arrays["perturbed_score"] = list(r.arrays["score"])
+    r.metrics = {"lfw_accuracy": 0.8, "perturbed_lfw_accuracy": 0.8}
+    assert score_precision_notes({"affine": r}) == []  # the stored scores give the run's accuracy
+    r.metrics["lfw_accuracy"] = 0.83  # as if the unrounded scores had separated three more pairs
+    (note,) = score_precision_notes({"affine": r})
+    assert "affine, LFW" in note and "83.00%" in note and "80.00%" in note
