@@ -145,3 +145,12 @@ def test_score_precision_notes_flag_rounding_that_changes_accuracy():
     r.metrics["lfw_accuracy"] = 0.83  # as if the unrounded scores had separated three more pairs
     (note,) = score_precision_notes({"affine": r})
     assert "affine, LFW" in note and "83.00%" in note and "80.00%" in note
+
+
+def test_scores_are_stored_at_float32_precision():
+    from facelab.experiments.stn_alignment import _f32
+
+    a = np.array([0.9999961, 0.99999, -0.5, 1e-9, 0.123456789])
+    stored = _f32(a)
+    assert np.array_equal(np.asarray(stored, np.float32), a.astype(np.float32))
+    assert stored[0] != stored[1]  # 5-decimal rounding would have made these equal

@@ -391,6 +391,11 @@ def _scores(features: np.ndarray, index: dict[str, int], pairs) -> np.ndarray:
     return np.array([float(features[index[a]] @ features[index[b]]) for a, b in (p.images() for p in pairs)])
 
 
+def _f32(a) -> list[float]:
+    """Values as the shortest decimals that round-trip through float32 (JSON)."""
+    return [float(np.format_float_positional(x, unique=True, trim="-")) for x in np.asarray(a, np.float32)]
+
+
 def run_recognition(config: RecognitionConfig, ctx: RunContext):
     import torch
 
@@ -477,9 +482,11 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
     }
     r5 = lambda a: np.round(np.asarray(a, np.float64), 5).tolist()  # noqa: E731 (JSON size)
     arrays = {
-        "score": r5(score_clean), "label": label.tolist(), "fold": fold.tolist(),
+        # scores at full float32 precision: a barely trained embedding's cosines crowd within 1e-5 of each
+        # other, and rounding them would change the accuracies recomputed from them (the claims)
+        "score": _f32(score_clean), "label": label.tolist(), "fold": fold.tolist(),
         "pair_index": [pair_index[(p.fold, p.images())] for p in kept_pairs],
-        "perturbed_score": r5(score_pert),
+        "perturbed_score": _f32(score_pert),
         "matrix_images": show, "matrix_clean": r5(m_clean), "matrix_perturbed": r5(m_pert),
         "dropped_images": sorted(missing),
     }
