@@ -154,3 +154,18 @@ def test_scores_are_stored_at_float32_precision():
     stored = _f32(a)
     assert np.array_equal(np.asarray(stored, np.float32), a.astype(np.float32))
     assert stored[0] != stored[1]  # 5-decimal rounding would have made these equal
+
+
+def test_run_times_count_training_from_the_history_after_a_resume():
+    from types import SimpleNamespace
+
+    from facelab.experiments.stn_alignment_report import run_times
+
+    history = {"seconds": [100.0, 110.0], "images_per_s": [40.0, 38.0], "train_loss": [40.0, 30.0],
+               "train_acc": [0.0, 0.0]}
+    r = Result(chapter="03", experiment="x", profile="small", seed=0, config={"output_size": 16},
+               metrics={"train_seconds": 2.0, "eval_seconds": 50.0, "history": history, "parameters": 10,
+                        "localization_parameters": 0},
+               arrays={"matrix_clean": [np.diag([0.8, 0.8, 1.0]).tolist()], "score": [0.1, 0.9]}, provenance={})
+    row = run_times({"identity": SimpleNamespace(result=r)}).iloc[0]
+    assert row["train s"] == 210.0 and row["this run s"] == 52.0 and row["epochs"] == 2
