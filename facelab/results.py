@@ -55,20 +55,22 @@ def config_hash(config: Any) -> str:
     return sha256_text(canonical_json(config))[:16]
 
 
+def _source(module: str) -> bytes:
+    return inspect.getsource(importlib.import_module(module)).encode()
+
+
 def code_hash(modules: list[str]) -> str:
     """Hash of the source files of ``modules`` (importable names), in the given order."""
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        module = importlib.import_module(name)
         h.update(name.encode())
-        h.update(inspect.getsource(module).encode())
+        h.update(_source(name))
     return h.hexdigest()[:16]
 
 
 def module_hashes(modules: list[str]) -> dict[str, str]:
     """``{module: hash of its source}`` for each of ``modules`` (to name what changed, see :func:`staleness`)."""
-    return {name: hashlib.sha256(inspect.getsource(importlib.import_module(name)).encode()).hexdigest()[:16]
-            for name in sorted(set(modules))}
+    return {name: hashlib.sha256(_source(name)).hexdigest()[:16] for name in sorted(set(modules))}
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
