@@ -35,3 +35,26 @@ def show_markdown(text: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(text))
+
+
+def config_table(config):
+    """A configuration dataclass as a small two-column table (setting | value), for a page that
+    says what a run used without printing a raw Python object."""
+    import dataclasses
+
+    import pandas as pd
+
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a configuration dataclass, got {type(config).__name__}")
+    rows = [{"setting": f.name, "value": _plain(getattr(config, f.name))} for f in dataclasses.fields(config)]
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def _plain(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(_plain(v) for v in value) or "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -4,11 +4,12 @@ A result is written once per (experiment, profile) under ``results/<chapter>/`` 
 keyed by two hashes:
 
 * ``config_hash``: the experiment's configuration (a dataclass, as JSON);
-* ``code_hash``: the source of the facelab modules the experiment depends on.
+* ``module_hashes``: the source digest of every facelab module the run used, recorded while it
+  ran (:mod:`facelab.codedeps`), and ``code_hash`` over them.
 
-A stored result whose hashes differ from the current configuration or code is *stale*;
-:func:`staleness` says why, and chapters show that next to the numbers (or retrain).
-Writes are atomic (temporary file + rename) so an interrupted run never leaves a
+A stored result whose configuration or any of those modules changed is *stale*;
+:func:`staleness` says why (naming the modules), and chapters show that next to the numbers (or
+retrain). Writes are atomic (:mod:`facelab.fileio`) so an interrupted run never leaves a
 half-written result.
 """
 
@@ -16,17 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
-import importlib
-import inspect
 import json
 import os
 import platform
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from facelab.fileio import atomic_write_text, sha256_text
 
 SCHEMA_VERSION = 1
 
@@ -46,59 +45,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def config_hash(config: Any) -> str:
     """Hash of an experiment configuration (dataclass or JSON-able mapping)."""
     return sha256_text(canonical_json(config))[:16]
 
 
-def _source(module: str) -> bytes:
-    return inspect.getsource(importlib.import_module(module)).encode()
-
-
-def code_hash(modules: list[str]) -> str:
-    """Hash of the source files of ``modules`` (importable names), in the given order."""
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        h.update(name.encode())
-        h.update(_source(name))
-    return h.hexdigest()[:16]
-
-
-def module_hashes(modules: list[str]) -> dict[str, str]:
-    """``{module: hash of its source}`` for each of ``modules`` (to name what changed, see :func:`staleness`)."""
-    return {name: hashlib.sha256(_source(name)).hexdigest()[:16] for name in sorted(set(modules))}
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a reader sees the old or the new file, never half)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result is an ordinary readable file
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def code_hash(module_digests: dict[str, str | None]) -> str:
+    """One hash over ``{module: source digest}`` (see :mod:`facelab.codedeps`)."""
+    return sha256_text(canonical_json(module_digests))[:16]
 
 
 def _git(*args: str, cwd: str | Path | None = None) -> str | None:
@@ -199,14 +153,26 @@ def result_filename(experiment: str, profile: str) -> str:
     return f"{experiment}--{profile}.json"
 
 
-def make_provenance(*, config: Any, code_modules: list[str], device: str, started: float, finished: float,
+#: How the code a result depends on was recorded: ``runtime`` = the modules its run used
+#: (:func:`facelab.codedeps.track_modules`). Results without it listed their modules by hand.
+CODE_TRACKING = "runtime"
+
+
+def make_provenance(*, config: Any, modules: list[str], device: str, started: float, finished: float,
                     data_manifest_hash: str | None = None) -> dict[str, Any]:
+    """Where, when and from what a result was computed. ``modules``: the facelab modules the run
+    used (:func:`facelab.codedeps.track_modules`); their source digests are stored so that a later
+    change to any of them marks the result stale (:func:`staleness`)."""
+    from facelab.codedeps import module_hashes
+
     env = environment(device)
+    digests = module_hashes(modules)
     env.update(
         config_hash=config_hash(config),
-        code_hash=code_hash(code_modules),
-        code_modules=sorted(set(code_modules)),
-        module_hashes=module_hashes(code_modules),
+        code_tracking=CODE_TRACKING,
+        code_hash=code_hash(digests),
+        code_modules=sorted(digests),
+        module_hashes=digests,
         data_manifest_hash=data_manifest_hash,
         started=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
         finished=_dt.datetime.fromtimestamp(finished, _dt.timezone.utc).isoformat(timespec="seconds"),
@@ -234,17 +200,20 @@ def load_result(path: str | os.PathLike) -> Result:
     return Result(**data)
 
 
-def staleness(result: Result, *, config: Any, code_modules: list[str]) -> list[str]:
-    """Reasons why ``result`` no longer matches ``config`` and the current code (empty: fresh)."""
+def staleness(result: Result, *, config: Any | None = None) -> list[str]:
+    """Reasons why ``result`` no longer matches ``config`` (when given) and the current source of
+    the modules its run used (empty: fresh)."""
+    from facelab.codedeps import changed_modules
+
+    prov = result.provenance
     reasons = []
-    if result.provenance.get("config_hash") != config_hash(config):
+    if config is not None and prov.get("config_hash") != config_hash(config):
         reasons.append("the experiment's configuration changed since this result was computed")
-    if result.provenance.get("code_hash") != code_hash(code_modules):
-        stored = result.provenance.get("module_hashes")
-        if stored:  # results written since module hashes were recorded name the modules that changed
-            now = module_hashes(code_modules)
-            changed = [m for m in now if stored.get(m) != now[m]]
-            reasons.append("the code it depends on changed since: " + ", ".join(changed))
-        else:
-            reasons.append("the code it depends on (" + ", ".join(sorted(set(code_modules))) + ") changed since")
+    if prov.get("code_tracking") != CODE_TRACKING or not isinstance(prov.get("module_hashes"), dict):
+        reasons.append("its code dependencies were listed by hand (before facelab recorded the modules a run "
+                       "uses), so whether its code changed is unknown")
+    else:
+        changed = changed_modules(prov["module_hashes"])
+        if changed:
+            reasons.append("the code it used changed since: " + ", ".join(changed))
     return reasons

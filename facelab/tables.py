@@ -1,15 +1,17 @@
-"""Paper value | ours | difference | note: the one renderer of the book's comparison tables.
+"""The papers' tables: their values as data, and the book's one renderer of paper-shaped tables.
 
-A comparison table is built from two sources only:
+Paper values are transcribed as data in ``facelab/paper_values/<paper>.json`` (one file per
+paper, plus ``reference_dlib.json`` for the packaged reference recognizer). This module loads and
+validates them (:func:`load_paper_values`, :func:`cells`) and lays a comparison out in the
+**paper's own shape** (:class:`PaperTable`): the paper's rows and columns in its order, each cell
+showing our value beside the paper's (``38.8 (paper 6.39)``) at the paper's precision, the
+difference coloured in HTML, rows and columns the book does not reproduce marked *paper only*,
+every note as a numbered footnote, and the caption from the paper.
 
-1. **Paper values**, transcribed as data in ``facelab/paper_values/<paper>.json`` (one file per
-   paper, plus ``reference_dlib.json`` for the packaged reference recognizer);
-2. **results**: the JSON results that experiments and the ``bench``/``model summary``
-   commands write (:mod:`facelab.results`), found under a results folder.
-
-Nothing "ours" is typed by hand: it is computed from a stored result by a declared metric
-function. When no result exists, the cell says ``not run`` and why (and which command
-produces it); when the book does not reproduce a number at all, the binding says why.
+Which of our results fills which cell (the *bindings*) and how the number is computed from a
+stored result live in :mod:`facelab.comparison`, which produces the long form (one row per cell
+and track, :data:`LONG_COLUMNS`) that :func:`paper_table` lays out. This module reads no
+results and computes no metrics.
 
 Paper-values file
 -----------------
@@ -19,68 +21,55 @@ Paper-values file
      "title": "...", "citation": "...", "source": "where the numbers were transcribed from",
      "notes": ["transcription remarks"],
      "tables": {"table1": {"title": "Table 1", "caption": "...", "notes": "...",
+                           # optional: "better": "higher"|"lower" (default direction of its cells),
+                           # "tracks": [{"id": "scratch", "label": "from scratch"}, ...] (several
+                           #   results per cell, e.g. two training recipes; default one track 'ours'),
+                           # "header_sep": ", " (split column names into two header rows)
                            "cells": [CELL, ...]}, ...},
-     "bindings": [BINDING, ...]}
+     "bindings": [BINDING, ...],             # see facelab.comparison
+     "claims": {"claim_id": {"claim": "what the paper says", ...}}}   # optional, read by chapters
 
     CELL = {"key": "table1.squeezefaceposenet.parameters",   # unique, starts with the table id
             "row": "SqueezeFacePoseNet", "column": "Parameters",
             "value": 1240000,          # number in `unit`, or null when the cell holds no number
             "unit": "parameters", "meaning": "what the number is (dataset, protocol, model)",
             "printed": "1.24M",        # the cell exactly as the paper prints it
-            # optional: "sd" (the ± part, same unit), "formula", "note", "source"}
-
-How ours maps to a paper cell (the mapping)
--------------------------------------------
-A ``BINDING`` connects one cell ``key`` to a result and a metric function::
-
-    {"cell": "dlib_docs.lfw_accuracy.no_jitter",
-     "experiment": "getting_started.lfw_dlib",      # result file <experiment>--<profile>.json
-     "metric": "lfw_kfold_accuracy", "args": {},      # a function in METRICS, with keyword args
-     "note": "what differs from the paper's setting",
-     "command": "how to produce the result"}          # required for bench results (latency.*, complexity.*)
-
-    {"cell": "table4.nan.tar_far1e-3", "not_reproduced": "IJB-A is not available"}
-
-Declared metric functions: ``value`` (a number stored at a dotted path of ``result.metrics``,
-with its unit), ``lfw_kfold_accuracy`` and ``lfw_kfold_threshold`` (recomputed from the stored
-per-pair ``score``/``label``/``fold`` arrays with :func:`facelab.eval.verification.kfold_accuracy`),
-``latency_median`` and ``throughput`` (a run of a latency result, by runtime and batch).
-Cells without a binding show the paper's number alone (status ``no binding``); a chapter adds
-bindings for the cells it reproduces.
-
-The result is looked up as ``<results_dir>/*/<experiment>--<profile>.json`` for the first
-profile present in ``PROFILE_PREFERENCE`` (or the one asked for). The metric function gets the
-:class:`~facelab.results.Result` and the args and returns :class:`Ours` (value, unit, optional
-SD, a detail string); the value is converted to the cell's unit (``%`` <-> fraction, ms <-> s,
-bytes <-> MB (10^6) <-> MiB, ...; incompatible units are an error, never a silent guess), and
-the difference is ``ours - paper`` in the paper's unit (percentage points for ``%``).
-New metric functions are declared with :func:`register_metric`.
-
-The CLI: ``python -m facelab tables PAPER [--table ID] [--results-dir DIR] [--format markdown|html|csv]``.
+            # optional: "sd" (the ± part, same unit), "formula", "note", "source",
+            # "better" ("higher"|"lower"), "ours_only" (true: a row/column the book adds; "printed"
+            # may then be ""), "part_of" (key of the cell it is printed inside, e.g. a bracketed
+            # change or one number of a compound cell; "printed" may then be ""), "derived"
+            # ({"op": "relative_change", "of": KEY, "vs": KEY}: ours computed from two other cells'
+            # ours), "ours_format" (how a compound cell prints ours: a str.format template over
+            # {value} and its parts, named by the last part of their keys)}
 """
 
 from __future__ import annotations
 
-import argparse
+import html
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from facelab.paths import results_root
-from facelab.results import Result, load_result
-
-#: Which stored result to use when several profiles exist and none is asked for.
-PROFILE_PREFERENCE = ("full", "small", "smoke")
 CELL_KEYS = {"key", "row", "column", "value", "unit", "meaning", "printed"}
-CELL_OPTIONAL = {"sd", "formula", "note", "source"}
-TOP_KEYS = {"paper", "title", "citation", "source", "notes", "tables", "bindings"}
+CELL_OPTIONAL = {"sd", "formula", "note", "source", "better", "ours_only", "part_of", "derived", "ours_format"}
+TABLE_KEYS = {"title", "caption", "cells"}
+TABLE_OPTIONAL = {"notes", "better", "tracks", "header_sep"}
+TOP_KEYS = {"paper", "title", "citation", "source", "notes", "tables", "bindings", "claims"}
+BINDING_KEYS = {"cell", "experiment", "metric", "args", "note", "command", "track", "not_reproduced"}
+DERIVED_OPS = ("relative_change",)
+DEFAULT_TRACK = "ours"
+
+#: The long form of a comparison: one row per cell and track (facelab.comparison produces it).
+LONG_COLUMNS = ["table", "key", "row", "column", "track", "unit", "paper", "paper_sd", "paper_printed", "ours",
+                "ours_sd", "difference", "status", "note", "source"]
+#: Statuses of the long form: a value was computed ('ok', 'stale'), a result is missing ('not run'),
+#: the book does not reproduce the cell ('not reproduced'), nobody bound it ('no binding'), or the
+#: paper has no number there ('paper has no number').
+STATUSES = ("ok", "stale", "not run", "not reproduced", "no binding", "paper has no number")
 
 #: unit -> (dimension, factor to the dimension's base unit)
 UNITS: dict[str, tuple[str, float]] = {
@@ -89,9 +78,6 @@ UNITS: dict[str, tuple[str, float]] = {
     "bytes": ("bytes", 1.0), "MB": ("bytes", 1e6), "MiB": ("bytes", 2.0**20),
     "frames/s": ("rate", 1.0), "images/s": ("rate", 1.0),
 }
-
-TABLE_COLUMNS = ["table", "key", "row", "column", "unit", "paper", "paper_sd", "paper_printed", "ours", "ours_sd",
-                 "difference", "status", "note", "source"]
 
 
 def convert(value: float, from_unit: str, to_unit: str) -> float:
@@ -121,8 +107,43 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def validate_paper_values(data: dict, stem: str | None = None) -> list[str]:
-    """Problems with a paper-values mapping (empty list: valid). See the module docstring for the schema."""
+def _validate_cell(cell: Any, tid: str, i: int, keys: set[str], errors: list[str]) -> None:
+    where = f"table {tid} cell {i} ({cell.get('key', '?') if isinstance(cell, dict) else '?'})"
+    if not isinstance(cell, dict):
+        errors.append(f"{where}: not an object")
+        return
+    if CELL_KEYS - set(cell):
+        errors.append(f"{where}: missing {', '.join(sorted(CELL_KEYS - set(cell)))}")
+    if set(cell) - CELL_KEYS - CELL_OPTIONAL:
+        errors.append(f"{where}: unknown keys {', '.join(sorted(set(cell) - CELL_KEYS - CELL_OPTIONAL))}")
+    key = cell.get("key")
+    if not isinstance(key, str) or not key.startswith(f"{tid}."):
+        errors.append(f"{where}: key must start with '{tid}.'")
+    elif key in keys:
+        errors.append(f"{where}: duplicate key")
+    else:
+        keys.add(key)
+    for name in ("row", "column", "unit", "meaning", "printed"):
+        if name == "printed" and (cell.get("ours_only") or cell.get("part_of")) and cell.get(name) == "":
+            continue
+        if name in cell and (not isinstance(cell[name], str) or not cell[name].strip()):
+            errors.append(f"{where}: '{name}' must be a non-empty string")
+    if "value" in cell and cell["value"] is not None and not _is_number(cell["value"]):
+        errors.append(f"{where}: 'value' must be a finite number or null")
+    if cell.get("sd") is not None and not _is_number(cell["sd"]):
+        errors.append(f"{where}: 'sd' must be a number")
+    if cell.get("better") not in (None, "higher", "lower"):
+        errors.append(f"{where}: 'better' must be 'higher' or 'lower'")
+    derived = cell.get("derived")
+    if derived is not None and (not isinstance(derived, dict) or derived.get("op") not in DERIVED_OPS
+                                or not {"of", "vs"} <= set(derived)):
+        errors.append(f"{where}: 'derived' must be {{'op': one of {', '.join(DERIVED_OPS)}, 'of': KEY, 'vs': KEY}}")
+
+
+def validate_paper_values(data: dict, stem: str | None = None, *, metrics: Collection[str] | None = None) -> list[str]:
+    """Problems with a paper-values mapping (empty list: valid). See the module docstring for the schema,
+    and :mod:`facelab.comparison` for the bindings; ``metrics``: the declared metric names the
+    bindings may use (checked when given)."""
     errors: list[str] = []
     if not isinstance(data, dict):
         return ["the file must hold a JSON object"]
@@ -138,66 +159,78 @@ def validate_paper_values(data: dict, stem: str | None = None) -> list[str]:
     if not isinstance(tables, dict) or not tables:
         return errors + ["'tables' must be a non-empty object"]
     keys: set[str] = set()
+    tracks_of: dict[str, set[str]] = {}
+    default_track_of: dict[str, str] = {}
+    cell_of: dict[str, dict] = {}
     for tid, table in tables.items():
         if not isinstance(table, dict) or not isinstance(table.get("cells"), list) or not table["cells"]:
             errors.append(f"table {tid}: needs a non-empty 'cells' list")
             continue
-        for field in ("title", "caption"):
-            if not isinstance(table.get(field), str) or not table[field].strip():
-                errors.append(f"table {tid}: needs a '{field}' string")
+        if set(table) - TABLE_KEYS - TABLE_OPTIONAL:
+            errors.append(f"table {tid}: unknown keys {', '.join(sorted(set(table) - TABLE_KEYS - TABLE_OPTIONAL))}")
+        for name in ("title", "caption"):
+            if not isinstance(table.get(name), str) or not table[name].strip():
+                errors.append(f"table {tid}: needs a '{name}' string")
+        if table.get("better") not in (None, "higher", "lower"):
+            errors.append(f"table {tid}: 'better' must be 'higher' or 'lower'")
+        tracks = table.get("tracks", [{"id": DEFAULT_TRACK, "label": DEFAULT_TRACK}])
+        if (not isinstance(tracks, list) or not tracks
+                or not all(isinstance(t, dict) and isinstance(t.get("id"), str) and isinstance(t.get("label"), str)
+                           for t in tracks)):
+            errors.append(f"table {tid}: 'tracks' must be a list of {{'id', 'label'}}")
+            tracks = [{"id": DEFAULT_TRACK}]
+        tracks_of[tid] = {t.get("id") for t in tracks}
+        default_track_of[tid] = tracks[0].get("id")
         for i, cell in enumerate(table["cells"]):
-            where = f"table {tid} cell {i} ({cell.get('key', '?') if isinstance(cell, dict) else '?'})"
-            if not isinstance(cell, dict):
-                errors.append(f"{where}: not an object")
-                continue
-            if CELL_KEYS - set(cell):
-                errors.append(f"{where}: missing {', '.join(sorted(CELL_KEYS - set(cell)))}")
-            if set(cell) - CELL_KEYS - CELL_OPTIONAL:
-                errors.append(f"{where}: unknown keys {', '.join(sorted(set(cell) - CELL_KEYS - CELL_OPTIONAL))}")
-            key = cell.get("key")
-            if not isinstance(key, str) or not key.startswith(f"{tid}."):
-                errors.append(f"{where}: key must start with '{tid}.'")
-            elif key in keys:
-                errors.append(f"{where}: duplicate key")
-            else:
-                keys.add(key)
-            for field in ("row", "column", "unit", "meaning", "printed"):
-                if field in cell and (not isinstance(cell[field], str) or not cell[field].strip()):
-                    errors.append(f"{where}: '{field}' must be a non-empty string")
-            if "value" in cell and cell["value"] is not None and not _is_number(cell["value"]):
-                errors.append(f"{where}: 'value' must be a finite number or null")
-            if cell.get("sd") is not None and not _is_number(cell["sd"]):
-                errors.append(f"{where}: 'sd' must be a number")
+            _validate_cell(cell, tid, i, keys, errors)
+            if isinstance(cell, dict) and isinstance(cell.get("key"), str):
+                cell_of[cell["key"]] = dict(cell, table=tid)
+    for key, cell in cell_of.items():
+        for ref in [cell.get("part_of")] + ([cell["derived"]["of"], cell["derived"]["vs"]]
+                                            if isinstance(cell.get("derived"), dict) else []):
+            if ref is not None and (ref not in cell_of or cell_of[ref]["table"] != cell["table"]):
+                errors.append(f"cell {key}: refers to {ref!r}, which is not a cell of the same table")
     bindings = data.get("bindings")
     if not isinstance(bindings, list):
         errors.append("'bindings' must be a list")
         bindings = []
-    bound: set[str] = set()
+    bound: set[tuple[str, str]] = set()
     for i, b in enumerate(bindings):
         where = f"binding {i} ({b.get('cell', '?') if isinstance(b, dict) else '?'})"
         if not isinstance(b, dict) or "cell" not in b:
             errors.append(f"{where}: needs a 'cell'")
             continue
+        if set(b) - BINDING_KEYS:
+            errors.append(f"{where}: unknown keys {', '.join(sorted(set(b) - BINDING_KEYS))}")
         if b["cell"] not in keys:
             errors.append(f"{where}: no cell with that key")
-        if b["cell"] in bound:
-            errors.append(f"{where}: cell bound twice")
-        bound.add(b["cell"])
+            continue
+        tid = cell_of[b["cell"]]["table"]
+        track = b.get("track") or default_track_of[tid]
+        if track not in tracks_of.get(tid, set()):
+            errors.append(f"{where}: track {track!r} is not one of table {tid}'s tracks")
+        slot = (b["cell"], track)
+        if slot in bound or (b["cell"], "*") in bound or ("not_reproduced" in b and any(k == b["cell"] for k, _ in bound)):
+            errors.append(f"{where}: cell bound twice" + (f" on track {track!r}" if b.get("track") else ""))
+        bound.add(slot)
         if "not_reproduced" in b:
+            bound.add((b["cell"], "*"))
             if not isinstance(b["not_reproduced"], str) or not b["not_reproduced"].strip() or "experiment" in b:
                 errors.append(f"{where}: 'not_reproduced' must be a reason string, without an experiment")
             continue
         if not isinstance(b.get("experiment"), str) or not isinstance(b.get("metric"), str):
             errors.append(f"{where}: needs 'experiment' and 'metric' (or 'not_reproduced')")
-        elif b["metric"] not in METRICS:
-            errors.append(f"{where}: unknown metric {b['metric']!r}; declared: {', '.join(sorted(METRICS))}")
+        elif metrics is not None and b["metric"] not in metrics:
+            errors.append(f"{where}: unknown metric {b['metric']!r}; declared: {', '.join(sorted(metrics))}")
         if not isinstance(b.get("args", {}), dict):
             errors.append(f"{where}: 'args' must be an object")
         if str(b.get("experiment", "")).startswith(("latency.", "complexity.")) and not b.get("command"):
             errors.append(f"{where}: results of the bench commands are not experiments: give the 'command' "
                           "that produces it")
-        if set(b) - {"cell", "experiment", "metric", "args", "note", "command"}:
-            errors.append(f"{where}: unknown keys {', '.join(sorted(set(b) - {'cell', 'experiment', 'metric', 'args', 'note', 'command'}))}")
+    if "claims" in data and not (isinstance(data["claims"], dict)
+                                 and all(isinstance(v, dict) and isinstance(v.get("claim"), str)
+                                         for v in data["claims"].values())):
+        errors.append("'claims' must map claim ids to objects with a 'claim' string")
     return errors
 
 
@@ -219,147 +252,30 @@ def cells(paper: str) -> dict[str, dict]:
     return {c["key"]: dict(c, table=tid) for tid, t in data["tables"].items() for c in t["cells"]}
 
 
-# ----------------------------------------------------------------------------- metric functions
+def paper_value(paper: str, key: str) -> float:
+    """The number the paper prints in cell ``key`` (in the cell's unit); ValueError if it has none."""
+    cell = cells(paper).get(key)
+    if cell is None:
+        raise KeyError(f"paper {paper} has no cell {key!r}")
+    if cell["value"] is None:
+        raise ValueError(f"paper {paper}'s cell {key!r} holds no number (it prints {cell['printed']!r})")
+    return float(cell["value"])
 
 
-@dataclass(frozen=True)
-class Ours:
-    """A number computed from a result: ``value`` in ``unit``, optional ``sd``, a ``detail`` for the note."""
-
-    value: float
-    unit: str
-    sd: float | None = None
-    detail: str = ""
+def claim(paper: str, claim_id: str) -> dict:
+    """A claim of ``paper`` as transcribed (``{"claim": ..., and its parameters}``)."""
+    claims = load_paper_values(paper).get("claims", {})
+    if claim_id not in claims:
+        raise KeyError(f"paper {paper} has no claim {claim_id!r}; claims: {', '.join(sorted(claims)) or 'none'}")
+    return claims[claim_id]
 
 
-MetricFn = Callable[..., Ours]
-METRICS: dict[str, MetricFn] = {}
+def tracks(paper: str, table: str) -> list[dict]:
+    """The tracks of a table (``[{"id", "label"}]``; one 'ours' track by default)."""
+    return list(load_paper_values(paper)["tables"][table].get("tracks", [{"id": DEFAULT_TRACK, "label": DEFAULT_TRACK}]))
 
 
-def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
-    """Declare a metric function ``fn(result, **args) -> Ours`` usable in bindings as ``name``."""
-    def deco(fn: MetricFn) -> MetricFn:
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} is declared twice")
-        METRICS[name] = fn
-        return fn
-    return deco
-
-
-def _get_path(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(obj, list):
-            obj = obj[int(part)]
-        elif isinstance(obj, dict) and part in obj:
-            obj = obj[part]
-        else:
-            raise KeyError(f"the result has no metric {path!r} (stopped at {part!r})")
-    return obj
-
-
-@register_metric("value")
-def _metric_value(result: Result, *, path: str, unit: str, sd_path: str | None = None) -> Ours:
-    """A number stored in ``result.metrics`` at the dotted ``path`` (list items by index), in ``unit``."""
-    value = _get_path(result.metrics, path)
-    if not _is_number(value):
-        raise ValueError(f"metric {path!r} of {result.experiment} is {value!r}, not a number")
-    sd = _get_path(result.metrics, sd_path) if sd_path else None
-    return Ours(float(value), unit, None if sd is None else float(sd))
-
-
-@register_metric("lfw_kfold_accuracy")
-def _metric_lfw_accuracy(result: Result) -> Ours:
-    """LFW-style k-fold accuracy from the stored per-pair ``score``/``label``/``fold`` arrays
-    (facelab.eval.verification.kfold_accuracy: threshold chosen on the other folds; SD over folds, ddof=0)."""
-    from facelab.eval.verification import kfold_accuracy
-
-    arrays = result.arrays
-    missing = [k for k in ("score", "label", "fold") if k not in arrays]
-    if missing:
-        raise KeyError(f"{result.experiment} stores no {', '.join(missing)} array(s): cannot compute k-fold accuracy")
-    acc = kfold_accuracy(np.asarray(arrays["score"]), np.asarray(arrays["label"]), np.asarray(arrays["fold"]))
-    n, k = len(arrays["score"]), len(np.unique(arrays["fold"]))
-    return Ours(acc.mean, "fraction", acc.std, f"{k}-fold accuracy over {n} pairs, ± = SD over folds")
-
-
-@register_metric("lfw_kfold_threshold")
-def _metric_lfw_threshold(result: Result, *, scale: float = 1.0) -> Ours:
-    """Mean (± SD over folds) of the k-fold thresholds times ``scale`` (-1 turns negated-distance
-    score thresholds back into distances), in the unit 'distance'."""
-    from facelab.eval.verification import kfold_accuracy
-
-    a = result.arrays
-    acc = kfold_accuracy(np.asarray(a["score"]), np.asarray(a["label"]), np.asarray(a["fold"]))
-    t = np.asarray(acc.thresholds, float) * scale
-    return Ours(float(t.mean()), "distance", float(t.std()), f"mean of {len(t)} per-fold thresholds")
-
-
-def _latency_run(result: Result, runtime: str, batch: int) -> dict:
-    for rec in result.metrics.get("runs", []):
-        if rec["runtime"] == runtime and rec["batch"] == batch:
-            return rec
-    have = ", ".join(f"{r['runtime']} batch {r['batch']}" for r in result.metrics.get("runs", [])) or "none"
-    raise KeyError(f"{result.experiment} has no {runtime} run at batch {batch} (it has: {have})")
-
-
-def _latency_detail(result: Result, rec: dict) -> str:
-    floor = f", {rec['floor_ratio']:.2f}× its FLOP floor" if rec.get("floor_ratio") else ""
-    where = result.metrics.get("device_label") or result.metrics.get("device", "?")
-    return (f"{rec['runtime']} {rec['runtime_version']}, batch {rec['batch']}, {rec['threads']} thread(s) on "
-            f"{result.metrics.get('cpu', '?')} ({where}); median of {rec['repeats']}, p10–p90 "
-            f"{rec['p10_ms']:.3g}–{rec['p90_ms']:.3g} ms{floor}; model only, no pre-/post-processing")
-
-
-@register_metric("latency_median")
-def _metric_latency(result: Result, *, runtime: str, batch: int = 1, per_image: bool = False) -> Ours:
-    """Median latency (ms per call, or per image with ``per_image``) of a latency result's run."""
-    rec = _latency_run(result, runtime, batch)
-    value = rec["per_image_median_ms"] if per_image else rec["median_ms"]
-    return Ours(value, "ms", None, _latency_detail(result, rec))
-
-
-@register_metric("throughput")
-def _metric_throughput(result: Result, *, runtime: str, batch: int = 1) -> Ours:
-    """Images per second (batch / median time) of a latency result's run."""
-    rec = _latency_run(result, runtime, batch)
-    return Ours(rec["images_per_s"], "images/s", None, _latency_detail(result, rec))
-
-
-# ----------------------------------------------------------------------------- finding results
-
-
-def find_result(experiment: str, results_dir: str | Path | None = None,
-                profile: str | None = None) -> tuple[Path | None, str]:
-    """Path of the stored result of ``experiment`` (first profile in PROFILE_PREFERENCE, or ``profile``).
-
-    Returns ``(None, reason)`` when there is none.
-    """
-    root = results_root(results_dir)
-    profiles = (profile,) if profile else PROFILE_PREFERENCE
-    for p in profiles:
-        hits = sorted(root.glob(f"*/{experiment}--{p}.json"))
-        if len(hits) > 1:
-            raise ValueError(f"{experiment}--{p}.json is in several chapter folders under {root}: "
-                             + ", ".join(str(h.parent.name) for h in hits) + "; keep one")
-        if hits:
-            return hits[0], ""
-    return None, f"no result {experiment}--{{{','.join(profiles)}}}.json under {root}"
-
-
-def _command_for(binding: dict, profile: str | None) -> str:
-    """The command that produces a binding's result: its ``command``, else ``facelab run``."""
-    return binding.get("command") or f"python -m facelab run {binding['experiment']} --profile {profile or 'small'}"
-
-
-def _stale_reasons(result: Result) -> list[str]:
-    """Why a registered experiment's stored result no longer matches its code or configuration
-    (empty for fresh results and for results of the bench commands, which are not experiments)."""
-    from facelab.experiments import list_experiments, stale_reasons
-
-    return stale_reasons(result) if result.experiment in list_experiments() else []
-
-
-# ----------------------------------------------------------------------------- rendering
+# ----------------------------------------------------------------------------- number formatting
 
 
 def _decimals(printed: str) -> int:
@@ -382,96 +298,377 @@ def format_like(value: float | None, printed: str, *, signed: bool = False, min_
     d = _decimals(printed)
     while d < 8 and v != 0 and abs(v) < 10 ** (min_digits - 1 - d):
         d += 1
+    if d == 0 and not suffix and abs(v) >= 1000 and float(v).is_integer() and (not printed.strip() or "," in printed):
+        return f"{v:+,.0f}" if signed else f"{v:,.0f}"
     return f"{v:+.{d}f}{suffix}" if signed else f"{v:.{d}f}{suffix}"
 
 
-def compare(paper: str, *, results_dir: str | Path | None = None, profile: str | None = None,
-            tables: Sequence[str] | None = None, only_bound: bool = False):
-    """The comparison DataFrame of ``paper``: one row per cell (columns ``TABLE_COLUMNS``).
+def _isnan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
-    ``paper``/``paper_sd``/``ours``/``ours_sd``/``difference`` are numbers in the cell's unit
-    (NaN when absent); ``status`` is 'ok', 'stale', 'not run', 'not reproduced', 'no binding'
-    or 'paper has no number'; ``note`` says what differs and why a value is missing;
-    ``source`` names the result file, its profile and commit.
+
+# ----------------------------------------------------------------------------- the paper-shaped table
+
+#: Cell background per tone (HTML): close to the paper, better, worse, different (direction unknown).
+TONES = {"match": "#e3f4e1", "better": "#dbeafe", "worse": "#fde2e1", "differs": "#fdf1d8"}
+TONE_WORDS = {"match": "within 5% (or the spread) of the paper", "better": "better than the paper",
+              "worse": "worse than the paper", "differs": "differs from the paper by more than 5%"}
+#: How close counts as matching the paper: relative difference (or within the combined ± spread).
+MATCH_RELATIVE = 0.05
+
+
+@dataclass
+class GridCell:
+    """One cell of a paper-shaped table: the paper's text and ours (one entry per track)."""
+
+    paper: str = ""
+    ours: list[tuple[str, str]] = field(default_factory=list)  # (track label, text)
+    tone: str = ""
+    marks: list[int] = field(default_factory=list)
+    title: str = ""
+    paper_only: bool = False
+
+    first_track: str = ""  # the label of the table's first track (unlabelled when it is the only entry)
+
+    def labelled(self) -> bool:
+        return len(self.ours) > 1 or any(label and label != self.first_track for label, _ in self.ours)
+
+    def text(self, with_marks: bool = True) -> str:
+        """Plain text, e.g. ``38.8 ± 1.2 (paper 6.39)`` or ``scratch 38.8 · distilled 12.1 (paper 6.39)``."""
+        marks = "".join(f"[{m}]" for m in self.marks) if with_marks else ""
+        if self.paper_only or not self.ours:
+            return (self.paper + marks).strip()
+        labelled = self.labelled()
+        ours = " · ".join(f"{label} {t}".strip() if labelled else t for label, t in self.ours)
+        return (f"{ours} (paper {self.paper})" if self.paper else ours) + marks
+
+
+def _tone(ours: float, paper: float | None, sd: float, better: str | None) -> str:
+    if paper is None or _isnan(paper) or _isnan(ours):
+        return ""
+    diff = ours - paper
+    tolerance = max(MATCH_RELATIVE * abs(paper), 0.0 if _isnan(sd) else sd)
+    if abs(diff) <= tolerance or (paper == 0 and diff == 0):
+        return "match"
+    if better is None:
+        return "differs"
+    return "better" if (diff > 0) == (better == "higher") else "worse"
+
+
+@dataclass
+class PaperTable:
+    """A comparison laid out like the paper's table (build it with :func:`paper_table`).
+
+    ``rows``/``columns`` are the paper's, in its order; ``grid[(row, column)]`` the cells (absent:
+    the paper's table has no such cell, shown blank); ``footnotes[i]`` is note ``i + 1``.
+    Display: ``_repr_html_`` (notebooks), :meth:`to_markdown`, :meth:`to_html`, :meth:`as_frame`.
     """
-    import pandas as pd
 
-    data = load_paper_values(paper)
-    unknown = [t for t in (tables or []) if t not in data["tables"]]
-    if unknown:
-        raise KeyError(f"paper {paper} has no table {', '.join(unknown)}; tables: {', '.join(data['tables'])}")
-    bindings = {b["cell"]: b for b in data["bindings"]}
-    loaded: dict[str, tuple[Result | None, Path | None, str]] = {}
-    rows = []
-    for tid, table in data["tables"].items():
-        if tables and tid not in tables:
-            continue
-        for cell in table["cells"]:
-            b = bindings.get(cell["key"])
-            if only_bound and (b is None or "not_reproduced" in b):
-                continue
-            row = {"table": tid, "key": cell["key"], "row": cell["row"], "column": cell["column"],
-                   "unit": cell["unit"], "paper": cell["value"] if cell["value"] is not None else math.nan,
-                   "paper_sd": cell.get("sd", math.nan) if cell.get("sd") is not None else math.nan,
-                   "paper_printed": cell["printed"], "ours": math.nan, "ours_sd": math.nan,
-                   "difference": math.nan, "status": "", "note": cell.get("note", ""), "source": ""}
-            notes = [row["note"]] if row["note"] else []
-            if b is None:
-                row["status"] = "no binding"
-            elif "not_reproduced" in b:
-                row["status"] = "not reproduced"
-                notes.append(b["not_reproduced"])
+    paper: str
+    table: str
+    title: str
+    caption: str
+    notes: str
+    rows: list[str]
+    columns: list[str]
+    grid: dict[tuple[str, str], GridCell]
+    footnotes: list[str]
+    sources: list[str]
+    paper_only_rows: dict[str, list[int]]
+    paper_only_columns: dict[str, list[int]]
+    ours_only_rows: list[str] = field(default_factory=list)
+    ours_only_columns: list[str] = field(default_factory=list)
+    header_sep: str | None = None
+    long: Any = None  # the long-form DataFrame it was built from (for the "all cells" block)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), len(self.columns)
+
+    def text(self, row: str, column: str) -> str:
+        cell = self.grid.get((row, column))
+        return cell.text() if cell is not None else ""
+
+    def row_label(self, row: str, with_marks: bool = True) -> str:
+        if row in self.ours_only_rows:
+            return f"{row} (not in the paper)"
+        if row in self.paper_only_rows:
+            marks = "".join(f"[{m}]" for m in self.paper_only_rows[row]) if with_marks else ""
+            return f"{row} (paper only){marks}"
+        return row
+
+    def column_label(self, column: str, with_marks: bool = True) -> str:
+        if column in self.ours_only_columns:
+            return f"{column} (not in the paper)"
+        if column in self.paper_only_columns:
+            marks = "".join(f"[{m}]" for m in self.paper_only_columns[column]) if with_marks else ""
+            return f"{column} (paper only){marks}"
+        return column
+
+    def as_frame(self):
+        """The table as a DataFrame of plain cell texts (rows × columns, blank where the paper has none)."""
+        import pandas as pd
+
+        data = [[self.text(r, c) for c in self.columns] for r in self.rows]
+        return pd.DataFrame(data, index=[self.row_label(r) for r in self.rows],
+                            columns=[self.column_label(c) for c in self.columns])
+
+    def heading(self) -> str:
+        return f"{self.title}: {self.caption}" if self.caption else self.title
+
+    def to_markdown(self) -> str:
+        """A pipe table with the caption above and the footnotes below."""
+        def esc(v: str) -> str:
+            return str(v).replace("|", "\\|").replace("\n", " ")
+
+        lines = [f"**{esc(self.heading())}**", "",
+                 "| | " + " | ".join(esc(self.column_label(c)) for c in self.columns) + " |",
+                 "|---|" + "---|" * len(self.columns)]
+        for r in self.rows:
+            lines.append(f"| {esc(self.row_label(r))} | " + " | ".join(esc(self.text(r, c)) for c in self.columns) + " |")
+        lines.append("")
+        lines += [f"[{i}] {esc(n)}" for i, n in enumerate(self.footnotes, 1)]
+        if self.notes:
+            lines.append(f"Note (transcription): {esc(self.notes)}")
+        if self.sources:
+            lines.append("Ours from: " + "; ".join(self.sources))
+        return "\n".join(lines)
+
+    def _header_html(self) -> str:
+        esc = html.escape
+        sep = self.header_sep
+        if sep and all(sep in c for c in self.columns):
+            tops = [c.split(sep, 1) for c in self.columns]
+            top_cells, i = [], 0
+            while i < len(tops):
+                j = i
+                while j + 1 < len(tops) and tops[j + 1][0] == tops[i][0]:
+                    j += 1
+                top_cells.append(f'<th colspan="{j - i + 1}" style="text-align:center">{esc(tops[i][0])}</th>')
+                i = j + 1
+            bottom = [self._column_th(c, c.split(sep, 1)[1]) for c in self.columns]
+            return (f'<tr><th rowspan="2"></th>{"".join(top_cells)}</tr>'
+                    f'<tr>{"".join(bottom)}</tr>')
+        return "<tr><th></th>" + "".join(self._column_th(c, c) for c in self.columns) + "</tr>"
+
+    def _column_th(self, column: str, label: str) -> str:
+        esc = html.escape
+        if column in self.ours_only_columns:
+            return f'<th style="font-style:italic">{esc(label)}<br><small>not in the paper</small></th>'
+        if column in self.paper_only_columns:
+            marks = "".join(f"<sup>{m}</sup>" for m in self.paper_only_columns[column])
+            return (f'<th style="color:#777">{esc(label)}<br><small><i>paper only</i></small>{marks}</th>')
+        return f"<th>{esc(label)}</th>"
+
+    def to_html(self, *, with_long: bool = True) -> str:
+        """The table as HTML (inline styles, so it needs no stylesheet), with an optional collapsed
+        block holding every cell in the long form for auditing."""
+        esc = html.escape
+        parts = ['<div class="facelab-paper-table">',
+                 f'<p><b>{esc(self.title)}</b>{": " + esc(self.caption) if self.caption else ""}</p>',
+                 '<table style="border-collapse:collapse;font-size:0.88em">',
+                 f"<thead>{self._header_html()}</thead><tbody>"]
+        for r in self.rows:
+            if r in self.ours_only_rows:
+                label = f'<th style="text-align:left;font-style:italic">{esc(r)} <small>not in the paper</small></th>'
+            elif r in self.paper_only_rows:
+                marks = "".join(f"<sup>{m}</sup>" for m in self.paper_only_rows[r])
+                label = f'<th style="text-align:left;color:#777">{esc(r)} <small><i>paper only</i></small>{marks}</th>'
             else:
-                exp = b["experiment"]
-                if exp not in loaded:
-                    path, reason = find_result(exp, results_dir, profile)
-                    loaded[exp] = (load_result(path), path, "") if path else (None, None, reason)
-                result, path, reason = loaded[exp]
-                if b.get("note"):
-                    notes.append(b["note"])
-                if result is None:
-                    row["status"] = "not run"
-                    notes.append(f"not run: {reason} (produce it with: {_command_for(b, profile)})")
+                label = f'<th style="text-align:left">{esc(r)}</th>'
+            tds = []
+            for c in self.columns:
+                cell = self.grid.get((r, c))
+                tds.append(self._td(cell))
+            parts.append(f"<tr>{label}{''.join(tds)}</tr>")
+        parts.append("</tbody></table>")
+        used = sorted({t for cell in self.grid.values() for t in [cell.tone] if t})
+        if used:
+            parts.append("<p><small>" + " ".join(
+                f'<span style="background:{TONES[t]};padding:0 4px">{esc(TONE_WORDS[t])}</span>' for t in used)
+                + "</small></p>")
+        if self.footnotes:
+            parts.append("<ol style=\"font-size:0.82em\">" + "".join(f"<li>{esc(n)}</li>" for n in self.footnotes)
+                         + "</ol>")
+        if self.notes:
+            parts.append(f'<p style="font-size:0.82em"><i>Transcription note:</i> {esc(self.notes)}</p>')
+        if self.sources:
+            parts.append('<p style="font-size:0.82em"><i>Ours from:</i> ' + "; ".join(esc(s) for s in self.sources)
+                         + "</p>")
+        if with_long and self.long is not None and len(self.long):
+            parts.append("<details><summary>All cells (long form, for auditing)</summary>"
+                         + long_frame_display(self.long).to_html(index=False, border=0) + "</details>")
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    @staticmethod
+    def _td(cell: GridCell | None) -> str:
+        esc = html.escape
+        if cell is None:
+            return "<td></td>"
+        marks = "".join(f"<sup>{m}</sup>" for m in cell.marks)
+        title = f' title="{esc(cell.title)}"' if cell.title else ""
+        if cell.paper_only or not cell.ours:
+            style = ' style="color:#777"' if cell.paper_only else ""
+            return f"<td{title}{style}>{esc(cell.paper)}{marks}</td>"
+        bg = f"background:{TONES[cell.tone]};" if cell.tone else ""
+        labelled = cell.labelled()
+        ours = "<br>".join((f"<small>{esc(label)}</small> " if labelled and label else "") + f"<b>{esc(t)}</b>"
+                           for label, t in cell.ours)
+        paper = f'<br><small style="color:#555">paper {esc(cell.paper)}</small>' if cell.paper else ""
+        return f'<td{title} style="{bg}padding:2px 6px">{ours}{paper}{marks}</td>'
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return self.to_markdown()
+
+
+class _Footnotes:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, notes: Sequence[str]) -> list[int]:
+        out = []
+        for n in notes:
+            n = n.strip()
+            if not n:
+                continue
+            if n not in self.texts:
+                self.texts.append(n)
+            out.append(self.texts.index(n) + 1)
+        return sorted(set(out))
+
+
+def _split_notes(note: str) -> list[str]:
+    return [n for n in (note or "").split("\n") if n.strip()]
+
+
+def paper_table(long, *, paper: str, table: str, title: str, caption: str, notes: str = "",
+                better: str | None = None, tracks: Sequence[dict] | None = None, cell_meta: dict | None = None,
+                header_sep: str | None = None) -> PaperTable:
+    """Lay out the long form of one table (:data:`LONG_COLUMNS`, from :func:`facelab.comparison.compare`)
+    in the paper's shape. ``cell_meta`` maps cell keys to their paper-values entries (for ``better``,
+    ``part_of``, ``ours_only``); ``tracks`` names the table's tracks in display order."""
+    cell_meta = cell_meta or {}
+    track_label = {t["id"]: t["label"] for t in (tracks or [])}
+    track_order = {t["id"]: i for i, t in enumerate(tracks or [])}
+    df = long[long["table"] == table]
+    main = df[[not cell_meta.get(k, {}).get("part_of") for k in df["key"]]]
+    rows = list(dict.fromkeys(main["row"]))
+    columns = list(dict.fromkeys(main["column"]))
+    computed = {"ok", "stale", "not run"}
+    row_bound = {r: bool(set(main.loc[main["row"] == r, "status"]) & computed) for r in rows}
+    col_bound = {c: bool(set(main.loc[main["column"] == c, "status"]) & computed) for c in columns}
+    feet = _Footnotes()
+    # Paper-only rows/columns carry their reasons once, on the header label.
+    row_reasons: dict[str, list[str]] = {r: [] for r in rows if not row_bound[r]}
+    col_reasons: dict[str, list[str]] = {c: [] for c in columns if not col_bound[c] and row_bound and any(row_bound.values())}
+    grid: dict[tuple[str, str], GridCell] = {}
+    sources: list[str] = []
+    parts: dict[str, list[str]] = {}
+    for k in dict.fromkeys(df["key"]):
+        if cell_meta.get(k, {}).get("part_of"):
+            parts.setdefault(cell_meta[k]["part_of"], []).append(k)
+    for key, group in main.groupby("key", sort=False):
+        first = group.iloc[0]
+        r, c = first["row"], first["column"]
+        meta = cell_meta.get(key, {})
+        printed = "" if meta.get("ours_only") else first["paper_printed"]
+        part_rows = {pk: df[df["key"] == pk] for pk in parts.get(key, [])}
+        for pk, prow in part_rows.items():
+            if len(prow) and prow.iloc[0]["paper_printed"]:
+                printed = f"{printed} {prow.iloc[0]['paper_printed']}".strip()
+        cell = GridCell(paper=printed, first_track=track_label.get(next(iter(track_order), ""), ""))
+        notes_here = []
+        for _, rec in group.sort_values("track", key=lambda s: s.map(lambda t: track_order.get(t, 99))).iterrows():
+            notes_here += _split_notes(rec["note"])
+            if rec["source"] and rec["source"] not in sources:
+                sources.append(rec["source"])
+            label = track_label.get(rec["track"], rec["track"])
+            if rec["status"] in ("ok", "stale"):
+                # the parts of a compound cell on this track
+                part_vals: dict[str, dict] = {}
+                for pk, prow in part_rows.items():
+                    on_track = prow[prow["track"] == rec["track"]]
+                    if len(on_track) and on_track.iloc[0]["status"] in ("ok", "stale"):
+                        part_vals[pk] = on_track.iloc[0].to_dict()
+                        notes_here += _split_notes(on_track.iloc[0]["note"])
+                if meta.get("ours_format") and len(part_vals) == len(part_rows):
+                    names = {pk.rsplit(".", 1)[-1]: v["ours"] for pk, v in part_vals.items()}
+                    text = meta["ours_format"].format(value=rec["ours"], **names)
+                    exact = all(not _isnan(v["difference"]) and abs(v["difference"]) < 1e-9
+                                for v in [rec, *part_vals.values()])
+                    cell.tone = "match" if exact else "differs"
                 else:
-                    ours = METRICS[b["metric"]](result, **b.get("args", {}))
-                    row["ours"] = convert(ours.value, ours.unit, cell["unit"])
-                    if ours.sd is not None:
-                        row["ours_sd"] = convert(ours.sd, ours.unit, cell["unit"])
-                    if cell["value"] is not None:
-                        row["difference"] = row["ours"] - cell["value"]
-                    stale = _stale_reasons(result)
-                    row["status"] = "stale" if stale else "ok"
-                    if ours.detail:
-                        notes.append(f"computed: {ours.detail}")
-                    if stale:
-                        notes.append("STALE: " + "; ".join(stale))
-                    commit = (result.provenance.get("git_commit") or "unknown")[:10]
-                    row["source"] = f"{path.parent.name}/{path.name} (profile {result.profile}, commit {commit})"
-            if cell["value"] is None and b is None:
-                row["status"] = "paper has no number"
-            row["note"] = "; ".join(n for n in notes if n)
-            rows.append(row)
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+                    text = format_like(rec["ours"], first["paper_printed"])
+                    if not _isnan(rec["ours_sd"]):
+                        text += f" ± {format_like(rec['ours_sd'], first['paper_printed'], min_digits=2)}"
+                    for pk, v in part_vals.items():
+                        if cell_meta.get(pk, {}).get("derived", {}).get("op") == "relative_change":
+                            text += f" ({v['ours']:+.0f}%)"
+                        else:
+                            text += " " + format_like(v["ours"], v["paper_printed"])
+                    if not cell.tone:
+                        cell.tone = _tone(rec["ours"], rec["paper"], rec["ours_sd"], meta.get("better") or better)
+                if rec["status"] == "stale" or any(v["status"] == "stale" for v in part_vals.values()):
+                    text += " (stale)"
+                cell.ours.append((label, text))
+                diff = "" if _isnan(rec["difference"]) else format_like(rec["difference"], first["paper_printed"],
+                                                                        signed=True, min_digits=2)
+                cell.title = "; ".join(x for x in (meta.get("meaning", ""), f"ours − paper = {diff} {first['unit']}"
+                                                   if diff else "") if x)
+            elif rec["status"] == "not run":
+                cell.ours.append((label, "not run"))
+            elif rec["status"] in ("not reproduced", "no binding"):
+                if row_bound.get(r) and col_bound.get(c):
+                    cell.ours.append((label, "—"))
+                if rec["status"] == "no binding" and row_bound.get(r) and col_bound.get(c):
+                    notes_here.append("the book computes no value for this cell")
+        if not row_bound.get(r):
+            cell.paper_only = True
+            row_reasons[r] += notes_here
+        elif not col_bound.get(c):
+            cell.paper_only = True
+            col_reasons.setdefault(c, []).extend(notes_here)
+        else:
+            cell.marks = feet.mark(notes_here)
+        if not cell.title:
+            cell.title = meta.get("meaning", "")
+        grid[(r, c)] = cell
+    ours_only = {k for k, m in cell_meta.items() if m.get("ours_only")}
+    ours_only_rows = [r for r in rows if set(main.loc[main["row"] == r, "key"]) <= ours_only]
+    ours_only_columns = [c for c in columns if set(main.loc[main["column"] == c, "key"]) <= ours_only]
+    paper_only_rows = {r: feet.mark(list(dict.fromkeys(v))) for r, v in row_reasons.items()}
+    paper_only_columns = {c: feet.mark(list(dict.fromkeys(v))) for c, v in col_reasons.items()}
+    return PaperTable(paper=paper, table=table, title=title, caption=caption, notes=notes, rows=rows,
+                      columns=columns, grid=grid, footnotes=feet.texts, sources=sources,
+                      paper_only_rows=paper_only_rows, paper_only_columns=paper_only_columns,
+                      ours_only_rows=ours_only_rows, ours_only_columns=ours_only_columns,
+                      header_sep=header_sep, long=df)
 
 
-def display_frame(df):
-    """Strings for reading: Table | Row | Column | Paper | Ours | Ours − paper | Unit | Note."""
+def long_frame_display(df):
+    """The long form as strings for reading (one row per cell and track):
+    Table | Row | Column | Track | Paper | Ours | Ours − paper | Unit | Status | Note | Source."""
     import pandas as pd
 
     out = []
     for r in df.itertuples(index=False):
         printed = r.paper_printed
-        if math.isnan(r.ours):
+        if _isnan(r.ours):
             ours = {"not reproduced": "not reproduced", "not run": "not run"}.get(r.status, "—")
         else:
             ours = format_like(r.ours, printed)
-            if not math.isnan(r.ours_sd):
+            if not _isnan(r.ours_sd):
                 ours += f" ± {format_like(r.ours_sd, printed, min_digits=2)}"
-        diff = "" if math.isnan(r.difference) else format_like(r.difference, printed, signed=True, min_digits=2)
-        note = r.note + (f" [{r.source}]" if r.source else "")
-        out.append({"Table": r.table, "Row": r.row, "Column": r.column, "Paper": printed, "Ours": ours,
-                    "Ours − paper": diff, "Unit": r.unit, "Note": note})
-    return pd.DataFrame(out, columns=["Table", "Row", "Column", "Paper", "Ours", "Ours − paper", "Unit", "Note"])
+        diff = "" if _isnan(r.difference) else format_like(r.difference, printed, signed=True, min_digits=2)
+        out.append({"Table": r.table, "Row": r.row, "Column": r.column, "Track": r.track, "Paper": printed,
+                    "Ours": ours, "Ours − paper": diff, "Unit": r.unit, "Status": r.status,
+                    "Note": (r.note or "").replace("\n", "; "), "Source": r.source})
+    return pd.DataFrame(out, columns=["Table", "Row", "Column", "Track", "Paper", "Ours", "Ours − paper", "Unit",
+                                      "Status", "Note", "Source"])
 
 
 def to_markdown(df) -> str:
@@ -482,56 +679,3 @@ def to_markdown(df) -> str:
     lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def to_html(df) -> str:
-    return df.to_html(index=False, escape=True, border=0, classes="facelab-comparison")
-
-
-def render(paper: str, *, fmt: str = "markdown", **kwargs: Any) -> str:
-    """The comparison of ``paper`` as Markdown, HTML or CSV (``kwargs`` as for :func:`compare`)."""
-    df = compare(paper, **kwargs)
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    shown = display_frame(df)
-    if fmt == "markdown":
-        return to_markdown(shown)
-    if fmt == "html":
-        return to_html(shown)
-    raise ValueError(f"unknown format {fmt!r}: choose markdown, html or csv")
-
-
-def lookup(paper: str, key: str, **kwargs: Any) -> dict:
-    """One compared cell as a dict (for numbers in prose, e.g. with ``glue``)."""
-    table = key.split(".", 1)[0]
-    df = compare(paper, tables=[table], **kwargs)
-    hit = df[df["key"] == key]
-    if hit.empty:
-        raise KeyError(f"paper {paper} has no cell {key!r}")
-    return hit.iloc[0].to_dict()
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _cmd_tables(args: argparse.Namespace) -> int:
-    text = render(args.paper, fmt=args.format, results_dir=args.results_dir, profile=args.profile,
-                  tables=args.table or None, only_bound=args.only_bound)
-    print(text)
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from facelab.config import PROFILES
-
-    p = sub.add_parser("tables", help="a paper's tables next to our results (paper | ours | difference | note)",
-                       description="Render the transcribed tables of PAPER (000..004, reference_dlib) with our "
-                                   "numbers computed from the stored results; missing results show as 'not run'.")
-    p.add_argument("paper", metavar="PAPER", help="paper-values file stem: " + ", ".join(list_papers()))
-    p.add_argument("--table", action="append", help="only this table id (repeatable), e.g. table4")
-    p.add_argument("--results-dir", default=None, help="results folder (default: results/ of the checkout)")
-    p.add_argument("--profile", default=None, choices=PROFILES,
-                   help="use results of this profile only (default: full, else small, else smoke)")
-    p.add_argument("--format", default="markdown", choices=("markdown", "html", "csv"))
-    p.add_argument("--only-bound", action="store_true", help="only cells this book computes a value for")
-    p.set_defaults(func=_cmd_tables)

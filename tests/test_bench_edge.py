@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from facelab import results, tables
+from facelab import comparison, results
 from facelab.bench import edge_bench, latency, onnx_export
 
 torch.set_num_threads(1)
@@ -87,7 +87,7 @@ def test_standalone_run_writes_a_facelab_result(onnx_file, tmp_path):
                                           cpu="c", timed_region={}))
     assert core <= set(m) and core <= set(host)
     # ... and the tables' latency metric reads it.
-    ours = tables.METRICS["latency_median"](r, runtime="onnxruntime", batch=2)
+    ours = comparison.METRICS["latency_median"](r, runtime="onnxruntime", batch=2)
     assert ours.value == pytest.approx(m["runs"][1]["median_ms"]) and "Test Board" in ours.detail
 
 

@@ -110,18 +110,18 @@ def test_experiments_registered_and_configured_per_profile():
     from facelab.experiments.squeezefaceposenet import ALL_MODELS
 
     for profile in ("smoke", "small", "full"):
-        assert get_experiment("sfpn.complexity_latency").configure(profile).threads
+        assert get_experiment("squeezefaceposenet.complexity_latency").configure(profile).threads
         for m in ALL_MODELS:
-            cfg = get_experiment(f"sfpn.train.{m}").configure(profile)
+            cfg = get_experiment(f"squeezefaceposenet.train.{m}").configure(profile)
             assert cfg.model == m and cfg.epochs >= 1
         for s in ("wide", "deep", "wide_then_deep"):
-            cfg = get_experiment(f"sfpn.data.{s}").configure(profile)
+            cfg = get_experiment(f"squeezefaceposenet.data.{s}").configure(profile)
             assert cfg.subset == s and (cfg.finetune_epochs > 0) == (s == "wide_then_deep")
     with pytest.raises(ValueError, match="unknown profile"):
-        get_experiment("sfpn.train.resnet50").configure("huge")
+        get_experiment("squeezefaceposenet.train.resnet50").configure("huge")
 
 
-def _fake_train_result(shift: float, name: str = "sfpn.train.squeezefaceposenet"):
+def _fake_train_result(shift: float, name: str = "squeezefaceposenet.train.squeezefaceposenet"):
     """A Result shaped like run_train's, from synthetic descriptors whose genuine pairs are closer by ``shift``."""
     from facelab.experiments.squeezefaceposenet import evaluate_pose_protocol
     from facelab.results import Result
@@ -149,10 +149,10 @@ def test_report_tables_curves_and_claims():
     from facelab.experiments import squeezefaceposenet_report as report
 
     good, bad = _fake_train_result(3.0), _fake_train_result(0.2)
-    frame = report.eer_frame({"squeezefaceposenet": good, "squeezefaceposenet_dwc": bad})
-    assert list(frame["model"]) == ["SqueezeFacePoseNet", "+DWC"]
-    assert "1 img F-P" in frame and "5 img F-F (cos)" in frame
-    assert frame.loc[0, "1 img F-F"] == pytest.approx(100 * good.metrics["eer"]["chi2"]["t1_ff"], abs=0.01)
+    frame = report.runs_frame({"squeezefaceposenet": good, "squeezefaceposenet_dwc": bad})
+    assert list(frame["run"]) == ["SqueezeFacePoseNet", "+DWC"]
+    assert "cos EER 1 img F-P %" in frame and frame.loc[0, "train images"] == 10
+    assert frame.loc[0, "cos EER 1 img F-F %"] == pytest.approx(100 * good.metrics["eer"]["cosine"]["t1_ff"], abs=0.01)
     curves = report.det_curves(good)
     assert len(curves) == 6 and all(len(f) == len(r) for f, r in curves.values())
     assert len(report.history_frame(good)) == 1

@@ -9,7 +9,7 @@ from facelab.experiments.stn_alignment import (
     CropDataset,
     choose_setting,
 )
-from facelab.experiments.stn_alignment_report import apply_matrices, ordering_claims, table1_frame
+from facelab.experiments.stn_alignment_report import apply_matrices, ordering_claims
 from facelab.models.stn import STNFaceNet
 from facelab.results import Result
 
@@ -55,14 +55,18 @@ def test_crop_dataset_flips_with_probability_one():
     np.testing.assert_allclose(x0.numpy(), images[1].transpose(2, 0, 1) / 255.0, rtol=1e-6)
 
 
-def test_table1_counts_match_the_model():
-    from facelab.models.stn_resnet import RecognitionResNet
+def test_table1_is_read_off_the_model():
+    from facelab.experiments import RunContext
+    from facelab.experiments.stn_alignment import ArchitectureConfig, run_architecture
+    from facelab.models.stn import RecognitionResNet
 
-    df = table1_frame(32)
-    assert list(df["layers"][:4]) == ["Conv1.x", "Conv2.x", "Conv3.x", "Conv4.x"]
-    assert df["parameters"].iloc[-1] == sum(p.numel() for p in RecognitionResNet(input_size=32).parameters())
-    assert df["output"].iloc[3] == "512×2×2"
-    assert df["GFLOPs"].iloc[-1] > 0
+    metrics, _, _ = run_architecture(ArchitectureConfig(input_sizes=(32,)), RunContext())
+    m = metrics["32"]
+    assert [m[s]["filters"] for s in ("conv1", "conv2", "conv3", "conv4")] == [64, 128, 256, 512]
+    assert [m[s]["residual_units"] for s in ("conv1", "conv2", "conv3", "conv4")] == [2, 4, 8, 2]
+    assert m["conv4"]["output"] == [512, 2, 2] and m["head"]["embedding_size"] == 512
+    assert m["total"]["parameters"] == sum(p.numel() for p in RecognitionResNet(input_size=32).parameters())
+    assert m["total"]["gflops"] > 0
 
 
 def _fake(transform, per_fold_acc):

@@ -22,7 +22,7 @@ def _run(config, ctx):
 @pytest.fixture(scope="module", autouse=True)
 def toy():
     exp = Experiment(name="test.toy", chapter="99_test", description="toy", configure=lambda p: ToyConfig(
-        {"smoke": 1, "small": 3, "full": 5}[p]), run=_run, code_modules=("facelab.results",))
+        {"smoke": 1, "small": 3, "full": 5}[p]), run=_run)
     experiments._REGISTRY[exp.name] = exp
     yield exp
     del experiments._REGISTRY[exp.name]

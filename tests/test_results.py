@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from facelab import results
+from facelab import codedeps, results
 
 
 @dataclass(frozen=True)
@@ -15,8 +15,8 @@ class Cfg:
 def make_result(**kw):
     base = dict(chapter="ch", experiment="exp", profile="smoke", seed=0, config={"n": 1},
                 metrics={"acc": 0.5}, arrays={"score": [0.1, 0.2]},
-                provenance={"config_hash": results.config_hash(Cfg(1)),
-                            "code_hash": results.code_hash(["facelab.results"])})
+                provenance={"config_hash": results.config_hash(Cfg(1)), "code_tracking": results.CODE_TRACKING,
+                            "module_hashes": codedeps.module_hashes(["facelab.data.lfw", "facelab.eval.verification"])})
     base.update(kw)
     return results.Result(**base)
 
@@ -45,23 +45,24 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
 
 def test_staleness_reports_config_and_code_changes():
     r = make_result()
-    assert results.staleness(r, config=Cfg(1), code_modules=["facelab.results"]) == []
-    reasons = results.staleness(r, config=Cfg(2), code_modules=["facelab.results"])
+    assert results.staleness(r, config=Cfg(1)) == []
+    reasons = results.staleness(r, config=Cfg(2))
     assert len(reasons) == 1 and "configuration" in reasons[0]
-    reasons = results.staleness(r, config=Cfg(1), code_modules=["facelab.paths"])
-    assert len(reasons) == 1 and "facelab.paths" in reasons[0]
 
 
 def test_staleness_names_the_modules_that_changed():
     r = make_result()
-    r.provenance["code_modules"] = ["facelab.paths", "facelab.results"]
-    r.provenance["code_hash"] = results.code_hash(["facelab.paths", "facelab.results"])
-    r.provenance["module_hashes"] = results.module_hashes(["facelab.paths", "facelab.results"])
-    assert results.staleness(r, config=Cfg(1), code_modules=["facelab.paths", "facelab.results"]) == []
-    r.provenance["module_hashes"]["facelab.results"] = "0" * 16  # as if facelab.results had been edited since
-    r.provenance["code_hash"] = "0" * 16
-    reasons = results.staleness(r, config=Cfg(1), code_modules=["facelab.paths", "facelab.results"])
-    assert reasons == ["the code it depends on changed since: facelab.results"]
+    r.provenance["module_hashes"]["facelab.eval.verification"] = "0" * 16  # as if it had been edited since
+    assert results.staleness(r, config=Cfg(1)) == ["the code it used changed since: facelab.eval.verification"]
+    r.provenance["module_hashes"]["facelab.gone"] = "1" * 16  # a module that was deleted since
+    assert "facelab.gone" in results.staleness(r)[0]
+
+
+def test_results_without_recorded_modules_are_stale():
+    r = make_result()
+    del r.provenance["code_tracking"]  # written before facelab recorded the modules a run uses
+    reasons = results.staleness(r, config=Cfg(1))
+    assert len(reasons) == 1 and "listed by hand" in reasons[0]
 
 
 def test_corrupt_result_file_gives_a_fix(tmp_path):

@@ -23,7 +23,7 @@ from facelab.models.stn import (
     projective_matrix,
     similarity_matrix,
 )
-from facelab.models.stn_resnet import RecognitionResNet
+from facelab.models.stn import RecognitionResNet
 
 TRANSFORMS = list(TRANSFORM_PARAMS)
 

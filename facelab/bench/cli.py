@@ -78,22 +78,24 @@ def _save(result, results_dir: str) -> str:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from facelab.codedeps import track_modules
     from facelab.results import Result, make_provenance
 
     check_profile(args.profile)
     started = time.time()
-    model, shape = load_model(args.name, seed=args.seed, input_shape=parse_shape(args.input_shape))
-    out = complexity.summarize(model, shape, name=args.name).to_dict()
-    if args.layers or args.depth:
-        out["layers"] = [
-            {"name": r.name, "type": r.type, "output_shape": list(r.output_shape) if r.output_shape else None,
-             "output_size": r.paper_shape, "params": r.params, "flops": r.flops}
-            for r in complexity.layer_summary(model, shape, depth=args.depth)]
+    with track_modules() as used:
+        model, shape = load_model(args.name, seed=args.seed, input_shape=parse_shape(args.input_shape))
+        out = complexity.summarize(model, shape, name=args.name).to_dict()
+        if args.layers or args.depth:
+            out["layers"] = [
+                {"name": r.name, "type": r.type, "output_shape": list(r.output_shape) if r.output_shape else None,
+                 "output_size": r.paper_shape, "params": r.params, "flops": r.flops}
+                for r in complexity.layer_summary(model, shape, depth=args.depth)]
     if args.results_dir:
         config = {"model": args.name, "input_shape": list(shape), "seed": args.seed, "layers": bool(out.get("layers"))}
         result = Result(chapter=args.chapter, experiment=f"complexity.{edge_bench.slug(args.name)}",
                         profile=args.profile, seed=args.seed, config=config, metrics=out,
-                        provenance=make_provenance(config=config, code_modules=["facelab.bench.complexity"],
+                        provenance=make_provenance(config=config, modules=used.modules,
                                                    device="cpu", started=started, finished=time.time()))
         out = dict(out, result_file=_save(result, args.results_dir))
     print(json.dumps(out, indent=1))

@@ -45,8 +45,6 @@ from facelab.results import Result, make_provenance
 RUNTIMES = ("torch", "onnxruntime")
 TIMED_REGION_TORCH = ("one model(x) call under torch.inference_mode() in eval mode on a prepared float32 "
                       "(batch, C, H, W) tensor on the device (CUDA: synchronised); no pre-/post-processing")
-CODE_MODULES = ("facelab.bench.latency", "facelab.bench.edge_bench", "facelab.bench.onnx_export",
-                "facelab.bench.complexity")
 
 
 @dataclass(frozen=True)
@@ -228,12 +226,15 @@ def latency_result(model: nn.Module, input_shape: Sequence[int] | None = None, *
                    profile: str = edge_bench.DEFAULT_PROFILE, progress: bool = False) -> Result:
     """:func:`benchmark` wrapped as a :class:`~facelab.results.Result` with provenance."""
     check_profile(profile)
+    from facelab.codedeps import track_modules
+
     started = time.time()
-    metrics, arrays = benchmark(model, input_shape, name=name, config=config, progress=progress)
+    with track_modules() as used:
+        metrics, arrays = benchmark(model, input_shape, name=name, config=config, progress=progress)
     finished = time.time()
     cfg = dataclasses.asdict(config) | {"model": name, "input_shape": metrics["input_shape"]}
     with torch_threads(config.threads):  # so provenance's torch_threads is the measured setting
-        prov = make_provenance(config=cfg, code_modules=list(CODE_MODULES), device=config.device,
+        prov = make_provenance(config=cfg, modules=used.modules, device=config.device,
                                started=started, finished=finished)
     prov["ort_intra_op_threads"] = config.threads
     return Result(chapter=chapter, experiment=latency_experiment_name(name, config), profile=profile,

@@ -33,7 +33,7 @@ from torch import nn
 from facelab.bench import complexity
 from facelab.bench.edge_bench import ort_session, slug
 from facelab.paths import cache_root
-from facelab.results import atomic_write_text
+from facelab.fileio import atomic_write_text
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"

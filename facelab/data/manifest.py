@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from facelab.paths import dataset_dir, prepared_dir
-from facelab.results import atomic_write_text
+from facelab.fileio import atomic_write_text
 
 LANDMARK_KEYS = ("le", "re", "nose", "ml", "mr")
 LANDMARK_COLUMNS = tuple(f"{k}_{a}" for k in LANDMARK_KEYS for a in "xy")

@@ -179,51 +179,6 @@ def cfp_layout(image_paths: Sequence[str]) -> dict[str, dict[str, list[str]]]:
     return layout
 
 
-def paper_table3() -> list[dict]:
-    """Table 3 of paper 001 as published, read from the paper's values file
-    (``facelab/paper_values/001.json``, cells ``table3.<one_image|five_images>.<same|cross>_<genuine|impostor>``)."""
-    from facelab.tables import cells
-
-    table = cells("001")
-    rows = []
-    for k, tag in ((1, "one_image"), (5, "five_images")):
-        row = {"images_per_template": k}
-        for pose in ("same", "cross"):
-            for kind in ("genuine", "impostor"):
-                row[f"{pose}_pose_{kind}"] = int(table[f"table3.{tag}.{pose}_{kind}"]["value"])
-        rows.append(row)
-    return rows
-
-
-def table3_comparison(cfp_layout_: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> list[dict]:
-    """Table 3 side by side: the paper's numbers, ours on the paper's layout, ours on CFP.
-
-    One row per template size; the CFP columns are per pose combination (frontal-frontal,
-    profile-profile, frontal-profile) because CFP has two poses of unequal size.
-    """
-    ours = count_table(paper_layout(), ("frontal", "profile"))
-    cfp_rows = count_table(cfp_layout_, ("frontal", "profile")) if cfp_layout_ is not None else []
-    out = []
-    for paper in paper_table3():
-        k = paper["images_per_template"]
-        mine = {(r["pose_a"], r["pose_b"]): r for r in ours if r["images_per_template"] == k}
-        row = {"images per template": k,
-               "paper same-pose genuine": paper["same_pose_genuine"],
-               "ours same-pose genuine": mine[("frontal", "frontal")]["genuine"],
-               "paper same-pose impostor": paper["same_pose_impostor"],
-               "ours same-pose impostor": mine[("frontal", "frontal")]["impostor"],
-               "paper cross-pose genuine": paper["cross_pose_genuine"],
-               "ours cross-pose genuine": mine[("frontal", "profile")]["genuine"],
-               "paper cross-pose impostor": paper["cross_pose_impostor"],
-               "ours cross-pose impostor": mine[("frontal", "profile")]["impostor"]}
-        for r in cfp_rows:
-            if r["images_per_template"] == k:
-                tag = f"CFP {r['pose_a'][0].upper()}{r['pose_b'][0].upper()}"
-                row[f"{tag} genuine"], row[f"{tag} impostor"] = r["genuine"], r["impostor"]
-        out.append(row)
-    return out
-
-
 def users_with_templates(layout: Mapping[str, Mapping[str, Sequence[str]]], poses: Sequence[str],
                          min_images: int = 2) -> dict[str, dict[str, list[str]]]:
     """The users having at least ``min_images`` images in every pose of ``poses`` (two templates each).

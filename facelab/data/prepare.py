@@ -52,7 +52,7 @@ from facelab.data.manifest import (
 )
 from facelab.data.selection import ImageItem
 from facelab.paths import prepared_dir
-from facelab.results import atomic_write_text
+from facelab.fileio import atomic_write_text
 
 JOURNAL = "records.jsonl"
 #: Read failures and unexpected errors are retried on a re-run (the file may have been fixed);

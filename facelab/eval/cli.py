@@ -93,7 +93,7 @@ def _cmd_verification(args: argparse.Namespace) -> int:
     out = {"scores_file": str(args.scores), **report.as_dict()}
     text = json.dumps(out, indent=1, allow_nan=False)
     if args.out:
-        from facelab.results import atomic_write_text
+        from facelab.fileio import atomic_write_text
 
         atomic_write_text(args.out, text + "\n")
     print(text)

@@ -6,8 +6,9 @@ A chapter calls :func:`load_or_run`; an instructor or a long offline run uses th
 
 An experiment is registered with :func:`register_experiment` by its module (listed in
 ``_MODULES``). Its result is keyed by its configuration (a dataclass built for the profile),
-its seed and the source of the modules it names in ``code_modules``: when any of them
-changes, the stored result is *stale* and :func:`load_or_run` says so (or reruns it).
+its seed and the source of the facelab modules the run used, recorded while it runs
+(:func:`facelab.codedeps.track_modules`): when any of them changes, the stored result is
+*stale* and :func:`load_or_run` says so (or reruns it).
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facelab.chapters import CHAPTERS
+from facelab.codedeps import module_file, track_modules
 from facelab.config import PROFILES, check_device, check_profile
 from facelab.paths import cache_root, results_root
 from facelab.results import Result, load_result, make_provenance, result_filename, save_result, staleness
 
-#: Modules that define experiments (imported on first use of the registry).
-_MODULES = (
-    "facelab.experiments.getting_started",
-    "facelab.experiments.squeezefaceposenet",
-    "facelab.experiments.stn_alignment",
-)
+#: Modules that define experiments (imported on first use of the registry): one per chapter
+#: (facelab.chapters), for the chapters written so far.
+_MODULES = tuple(ch.module for ch in CHAPTERS if module_file(ch.module) is not None)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class Experiment:
     """A registered experiment.
 
     ``configure(profile)`` returns the configuration dataclass for a profile;
-    ``run(config, ctx)`` returns ``(metrics, arrays, data_manifest_hash)``.
+    ``run(config, ctx)`` returns ``(metrics, arrays, data_manifest_hash)``. Which code the result
+    depends on is recorded while it runs, not declared.
     """
 
     name: str
@@ -57,13 +58,21 @@ class Experiment:
     description: str
     configure: Callable[[str], Any]
     run: Callable[[Any, RunContext], tuple[dict[str, Any], dict[str, Any], str | None]]
-    code_modules: tuple[str, ...]
 
 
 _REGISTRY: dict[str, Experiment] = {}
 
 
 def register_experiment(exp: Experiment) -> Experiment:
+    """Add ``exp`` to the registry; its name must start with its chapter's slug (facelab.chapters)."""
+    from facelab.chapters import get
+
+    try:
+        chapter = get(exp.name)
+    except KeyError:
+        chapter = None
+    if chapter is not None and exp.chapter != chapter.folder:
+        raise ValueError(f"experiment {exp.name!r} belongs to chapter {chapter.folder}, not {exp.chapter!r}")
     if exp.name in _REGISTRY:
         raise ValueError(f"experiment {exp.name!r} is registered twice")
     _REGISTRY[exp.name] = exp
@@ -95,8 +104,7 @@ def stale_reasons(result: Result) -> list[str]:
     """Why a stored result of a registered experiment no longer matches the experiment's current
     configuration (at the result's profile and seed) or code; empty when it is fresh."""
     exp = get_experiment(result.experiment)
-    return staleness(result, config=_key(exp.configure(result.profile), result.seed),
-                     code_modules=list(exp.code_modules))
+    return staleness(result, config=_key(exp.configure(result.profile), result.seed))
 
 
 def run_experiment(name: str, profile: str, ctx: RunContext, results_dir: str | Path | None = None,
@@ -105,14 +113,15 @@ def run_experiment(name: str, profile: str, ctx: RunContext, results_dir: str | 
     exp = get_experiment(name)
     check_profile(profile)
     check_device(ctx.device)
-    config = exp.configure(profile)
     started = time.time()
-    metrics, arrays, manifest_hash = exp.run(config, ctx)
+    with track_modules() as used:
+        config = exp.configure(profile)
+        metrics, arrays, manifest_hash = exp.run(config, ctx)
     finished = time.time()
     result = Result(
         chapter=exp.chapter, experiment=name, profile=profile, seed=ctx.seed,
         config=dataclasses.asdict(config), metrics=metrics, arrays=arrays,
-        provenance=make_provenance(config=_key(config, ctx.seed), code_modules=list(exp.code_modules),
+        provenance=make_provenance(config=_key(config, ctx.seed), modules=used.modules,
                                    device=ctx.device, started=started, finished=finished,
                                    data_manifest_hash=manifest_hash),
     )
@@ -167,8 +176,7 @@ def load_or_run(name: str, profile: str, ctx: RunContext, *, retrain: bool = Fal
     path = results_root(results_dir) / exp.chapter / result_filename(name, profile)
     if not retrain and path.exists():
         result = load_result(path)
-        reasons = staleness(result, config=_key(exp.configure(profile), ctx.seed),
-                            code_modules=list(exp.code_modules))
+        reasons = staleness(result, config=_key(exp.configure(profile), ctx.seed))
         return Outcome(result, "stale" if reasons else "loaded", reasons, path)
     if not retrain and not run_if_missing:
         raise FileNotFoundError(f"no stored result {path}: run `python -m facelab run {name} --profile {profile}`")
@@ -209,7 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     for name in list_experiments():
         exp = get_experiment(name)
-        print(f"{name:40s} {exp.chapter:28s} {exp.description}")
+        print(f"{name:52s} {exp.chapter:24s} {exp.description}")
     return 0
 
 

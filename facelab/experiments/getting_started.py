@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facelab import chapters
 from facelab.experiments import Experiment, RunContext, register_experiment
+
+CH = chapters.get("getting_started")
 
 #: LFW deep-funneled images are 250x250 with the subject centred; this box covers the face.
 LFW_CENTRE_BOX = (70.0, 65.0, 180.0, 190.0)
@@ -128,11 +131,9 @@ def run(config: LFWReferenceConfig, ctx: RunContext):
 
 
 register_experiment(Experiment(
-    name="getting_started.lfw_dlib",
-    chapter="00_getting_started",
+    name=CH.experiment("lfw_dlib"),
+    chapter=CH.folder,
     description="LFW View 2 verification with MTCNN + dlib's ResNet (reference recognizer)",
     configure=configure,
     run=run,
-    code_modules=("facelab.experiments.getting_started", "facelab.data.detect", "facelab.data.imageio",
-                  "facelab.data.lfw", "facelab.models.dlib_resnet"),
 ))

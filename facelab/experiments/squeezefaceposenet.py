@@ -2,17 +2,17 @@
 
 Experiments (``python -m facelab run NAME --profile P``):
 
-* ``sfpn.complexity_latency``: Table 1 (parameters, fp32 size, FLOPs, descriptor size) of the four
+* ``squeezefaceposenet.complexity_latency``: Table 1 (parameters, fp32 size, FLOPs, descriptor size) of the four
   SqueezeFacePoseNet variants and the two ResNets, Table 2 read off the model (output shape of every
   layer, fire widths), and latency (eager PyTorch and ONNX Runtime, batch 1, per thread count, each
   with its ratio to the FLOP floor; :mod:`facelab.bench.latency`).
-* ``sfpn.protocol_counts``: Table 3 on the paper's layout (368 users x 3 poses x 10 images) and on CFP.
-* ``sfpn.train.<model>``: train ``<model>`` for identification on LFW identities that are not CFP
+* ``squeezefaceposenet.protocol_counts``: Table 3 on the paper's layout (368 users x 3 poses x 10 images) and on CFP.
+* ``squeezefaceposenet.train.<model>``: train ``<model>`` for identification on LFW identities that are not CFP
   persons (:func:`facelab.data.splits.lfw_train_cfp_test`), softmax cross-entropy, SGD + momentum,
   lr 0.01 halved on a validation-loss plateau (paper Section 4); then descriptors of CFP images
   (GAP, 1000-d; 2048-d for the ResNets) and the pose protocol (Tables 3-4): EER for F-F, P-P and
   F-P with 1- and 5-image templates, χ² (the paper) and cosine.
-* ``sfpn.data.{wide,deep,wide_then_deep}``: Table 5's contrast with two identity-disjoint LFW
+* ``squeezefaceposenet.data.{wide,deep,wide_then_deep}``: Table 5's contrast with two identity-disjoint LFW
   subsets of equal image count (:mod:`facelab.data.subsets`), and pre-training on *wide* then
   fine-tuning on *deep* (the paper: MS1M, VGGFace2, MS1M -> VGGFace2).
 
@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facelab import chapters
 from facelab.config import check_profile
 from facelab.experiments import Experiment, RunContext, register_experiment
 
-CHAPTER = "02_squeezefaceposenet"
+CH = chapters.get("squeezefaceposenet")
+CHAPTER = CH.folder
 SFPN_MODELS = ("squeezefaceposenet", "squeezefaceposenet_gdc", "squeezefaceposenet_dwc", "squeezefaceposenet_dwc_gdc")
 RESNET_MODELS = ("resnet50", "se_resnet50")
 ALL_MODELS = SFPN_MODELS + RESNET_MODELS
@@ -45,11 +47,6 @@ TEMPLATE_SIZES = (1, 5)
 SCORES = ("chi2", "cosine")
 #: Examples of genuine / impostor comparisons kept per pose combination (image paths and score).
 N_EXAMPLES = 4
-
-CODE = ("facelab.experiments.squeezefaceposenet", "facelab.models.squeezefaceposenet",
-        "facelab.models.resnet_baselines", "facelab.train.loop", "facelab.train.inputs",
-        "facelab.data.pose_protocol", "facelab.data.splits", "facelab.data.subsets",
-        "facelab.eval.pose_verification", "facelab.eval.distances", "facelab.eval.verification")
 
 
 def combo_key(k: int, pose_a: str, pose_b: str) -> str:
@@ -397,7 +394,7 @@ def _cfp_descriptors(model, cfp_set, rows: list[int], config: TrainEvalConfig, c
 
     desc_model = DescriptorModule(model).eval().cpu()
     shape = (3, _input_size(config.model), _input_size(config.model))
-    path = onnx_export.export_onnx(desc_model, shape, name=f"sfpn-train-{config.model}")
+    path = onnx_export.export_onnx(desc_model, shape, name=f"squeezefaceposenet-train-{config.model}")
     session = onnx_export.onnx_session(path, threads=torch.get_num_threads())
     check = onnx_export.check_onnx(desc_model, session, shape, seed=ctx.seed)
     if not check.ok:
@@ -515,30 +512,26 @@ def run_train(config: TrainEvalConfig, ctx: RunContext):
 
 def _register_train(model: str) -> None:
     register_experiment(Experiment(
-        name=f"sfpn.train.{model}", chapter=CHAPTER,
+        name=CH.experiment(f"train.{model}"), chapter=CHAPTER,
         description=f"train {model} on LFW identities (softmax, SGD), pose protocol EERs on CFP",
-        configure=lambda profile, _m=model: configure_train(_m, profile), run=run_train, code_modules=CODE))
+        configure=lambda profile, _m=model: configure_train(_m, profile), run=run_train))
 
 
 def _register_data(subset: str) -> None:
     register_experiment(Experiment(
-        name=f"sfpn.data.{subset}", chapter=CHAPTER,
+        name=CH.experiment(f"data.{subset}"), chapter=CHAPTER,
         description=f"Table 5 substitute: SqueezeFacePoseNet trained on the '{subset}' LFW subset",
-        configure=lambda profile, _s=subset: configure_train("squeezefaceposenet", profile, _s), run=run_train,
-        code_modules=CODE))
+        configure=lambda profile, _s=subset: configure_train("squeezefaceposenet", profile, _s), run=run_train))
 
 
 register_experiment(Experiment(
-    name="sfpn.complexity_latency", chapter=CHAPTER,
+    name=CH.experiment("complexity_latency"), chapter=CHAPTER,
     description="Tables 1-2: parameters, size, FLOPs, per-layer shapes; eager + ONNX Runtime latency with FLOP floor",
-    configure=configure_complexity, run=run_complexity,
-    code_modules=("facelab.experiments.squeezefaceposenet", "facelab.models.squeezefaceposenet",
-                  "facelab.models.resnet_baselines", "facelab.bench.complexity", "facelab.bench.latency")))
+    configure=configure_complexity, run=run_complexity))
 register_experiment(Experiment(
-    name="sfpn.protocol_counts", chapter=CHAPTER,
+    name=CH.experiment("protocol_counts"), chapter=CHAPTER,
     description="Table 3: genuine/impostor counts on the paper's layout and on CFP",
-    configure=configure_counts, run=run_counts,
-    code_modules=("facelab.experiments.squeezefaceposenet", "facelab.data.pose_protocol")))
+    configure=configure_counts, run=run_counts))
 for _m in ALL_MODELS:
     _register_train(_m)
 for _s in ("wide", "deep", "wide_then_deep"):
@@ -546,7 +539,7 @@ for _s in ("wide", "deep", "wide_then_deep"):
 
 
 def train_experiment(model: str) -> str:
-    return f"sfpn.train.{model}"
+    return CH.experiment(f"train.{model}")
 
 
 __all__ = ["ALL_MODELS", "SFPN_MODELS", "RESNET_MODELS", "COMBOS", "TEMPLATE_SIZES", "combo_key",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from facelab import tables
 from facelab.claims import ClaimCheck, check_order
 from facelab.experiments.squeezefaceposenet import ALL_MODELS, COMBOS, SFPN_MODELS, TEMPLATE_SIZES, combo_key
 from facelab.results import Result
@@ -35,19 +36,6 @@ def _in_paper_order(models: Mapping[str, dict]) -> list[tuple[str, dict]]:
     return sorted(models.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 
-def complexity_frame(result: Result):
-    """Table 1 (ours): input, parameters, fp32 size, FLOPs, descriptor size per model."""
-    import pandas as pd
-
-    rows = []
-    for name, m in _in_paper_order(result.metrics["models"]):
-        rows.append({"model": _label(name), "input": f"{m['input_size']}×{m['input_size']}",
-                     "parameters (M)": m["params"] / 1e6,
-                     "with ImageNet FC (M)": m.get("params_with_imagenet_fc", m["params"]) / 1e6,
-                     "size fp32 (MB)": m["size_mb"], "GFLOPs": m["flops"] / 1e9, "descriptor": m["embedding_size"]})
-    return pd.DataFrame(rows).round(3)
-
-
 def latency_frame(result: Result):
     """Latency per model, runtime and thread count: median ms, p10-p90, floor ms and floor ratio."""
     import pandas as pd
@@ -63,26 +51,24 @@ def latency_frame(result: Result):
     return pd.DataFrame(rows).round(2)
 
 
-def eer_frame(results: Mapping[str, Result], score: str = "chi2", *, with_cosine: bool = True):
-    """Table 4/5 layout: one row per result, columns ``1 img F-F`` ... ``5 img F-P``, EER in %.
-
-    With ``with_cosine`` a second block of columns gives the cosine EERs.
-    """
+def runs_frame(results: Mapping[str, Result]):
+    """Our runs beside Table 4/5 (which show their χ² EERs): per run the training data, the CFP users
+    tested, the training time, and the EERs with the cosine score instead of χ² (not in the paper), in %."""
     import pandas as pd
 
     rows = []
     for name, r in results.items():
-        row = {"model": _label(name)}
-        for s in (score, "cosine") if with_cosine and score != "cosine" else (score,):
-            for k in TEMPLATE_SIZES:
-                for pa, pb in COMBOS:
-                    col = f"{k} img {POSE_LABEL[pa]}-{POSE_LABEL[pb]}" + ("" if s == score else " (cos)")
-                    row[col] = 100 * r.metrics["eer"][s][combo_key(k, pa, pb)]
-        row["CFP users"] = r.metrics["cfp_users"]
-        row["train images"] = sum(st["train_images"] for st in r.metrics["stages"].values())
-        row["minutes"] = r.metrics["seconds"] / 60
+        stages = r.metrics["stages"].values()
+        row = {"run": _label(name), "train images": sum(st["train_images"] for st in stages),
+               "identities": max(st["identities"] for st in stages),
+               "epochs": sum(len(st["history"]["train_loss"]) for st in stages), "CFP users": r.metrics["cfp_users"]}
+        for k in TEMPLATE_SIZES:
+            for pa, pb in COMBOS:
+                row[f"cos EER {k} img {POSE_LABEL[pa]}-{POSE_LABEL[pb]} %"] = round(
+                    100 * r.metrics["eer"]["cosine"][combo_key(k, pa, pb)], 2)
+        row["train min"] = round(r.metrics.get("train_seconds", r.metrics["seconds"]) / 60, 1)
         rows.append(row)
-    return pd.DataFrame(rows).round(2)
+    return pd.DataFrame(rows)
 
 
 def det_curves(result: Result, score: str = "chi2") -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -184,19 +170,27 @@ def claims(train: Mapping[str, Result], data: Mapping[str, Result] | None = None
                                    names=("ResNet-50", "SqueezeFacePoseNet"), unit="%"))
     if complexity is not None:
         m = complexity.metrics["models"]
+        paper = tables.cells("001")
         if "squeezefaceposenet_dwc" in m:
+            c = tables.claim("001", "dwc_size_cut")
+            base_mb, dwc_mb = (paper[k]["value"] for k in c["cells"])
+            lo, hi = c["accept"]
             cut = 1 - m["squeezefaceposenet_dwc"]["size_mb"] / m["squeezefaceposenet"]["size_mb"]
-            out.append(ClaimCheck("DWC reduces the model size by 'about 60%' (Section 5.1; its Table 1 gives "
-                                  "4.41 -> 2.5 MB, -43%)", "-43% (Table 1), 'about 60%' (text)",
+            out.append(ClaimCheck(f"{c['claim']}; Table 1 gives {base_mb:g} -> {dwc_mb:g} MB",
+                                  f"-{100 * (1 - dwc_mb / base_mb):.0f}% (Table 1), about -{100 * c['text_value']:.0f}% "
+                                  "(text)",
                                   f"{m['squeezefaceposenet']['size_mb']:.2f} MB -> {m['squeezefaceposenet_dwc']['size_mb']:.2f} MB "
-                                  f"({-100 * cut:.0f}%)", "reproduced" if 0.35 <= cut <= 0.65 else "not reproduced"))
-        out.append(ClaimCheck("the model is a few MB (paper: 4.41 MB)", "4.41 MB",
-                              f"{m['squeezefaceposenet']['size_mb']:.2f} MB (fp32)",
-                              "reproduced" if m["squeezefaceposenet"]["size_mb"] < 6 else "not reproduced"))
+                                  f"({-100 * cut:.0f}%)", "reproduced" if lo <= cut <= hi else "not reproduced"))
+        c = tables.claim("001", "few_mb")
+        size = paper[c["cells"][0]]["value"]
+        out.append(ClaimCheck(c["claim"], f"{size:g} MB", f"{m['squeezefaceposenet']['size_mb']:.2f} MB (fp32)",
+                              "reproduced" if m["squeezefaceposenet"]["size_mb"] < c["accept_below"] else "not reproduced"))
         if "resnet50" in m:
+            c = tables.claim("001", "params_vs_resnet50")
+            big, small = (paper[k]["value"] for k in c["cells"])
             ratio = m["resnet50"]["params"] / m["squeezefaceposenet"]["params"]
-            out.append(ClaimCheck("SqueezeFacePoseNet has ~20x fewer parameters than ResNet-50", "25.6M / 1.24M = 21x",
-                                  f"{ratio:.0f}x (trunks)", "reproduced" if ratio >= 15 else "not reproduced"))
+            out.append(ClaimCheck(c["claim"], f"{big / 1e6:g}M / {small / 1e6:g}M = {big / small:.0f}x",
+                                  f"{ratio:.0f}x (trunks)", "reproduced" if ratio >= c["accept_at_least"] else "not reproduced"))
     if data:
         if "wide" in data and "deep" in data:
             a, sa = _mean_eer(data["deep"], keys1)
@@ -219,16 +213,20 @@ def claims_frame(checks: list[ClaimCheck]):
     return pd.DataFrame([c.as_row() for c in checks])
 
 
-def run_summary(outcomes: Mapping[str, object]) -> str:
-    """Markdown list: per experiment, where the numbers come from, the profile and its run time."""
-    lines = []
+def run_summary(outcomes: Mapping[str, object]):
+    """Where every number of the chapter comes from: per experiment, loaded / ran / stale, the profile,
+    its run time, the commit it ran at and when."""
+    import pandas as pd
+
+    rows = []
     for name, o in outcomes.items():
         r = o.result
         prov = r.provenance
-        secs = prov.get("wall_time_s", float("nan"))
-        lines.append(f"- `{name}` ({o.status}, profile `{r.profile}`): {secs / 60:.1f} min")
-    return "\n".join(lines)
+        rows.append({"experiment": r.experiment, "status": o.status, "profile": r.profile,
+                     "minutes": round(prov.get("wall_time_s", float("nan")) / 60, 1),
+                     "commit": (prov.get("git_commit") or "unknown")[:10], "finished": prov.get("finished", "")})
+    return pd.DataFrame(rows)
 
 
-__all__ = ["complexity_frame", "latency_frame", "eer_frame", "det_curves", "det_curves_by_model", "example_pairs",
+__all__ = ["latency_frame", "runs_frame", "det_curves", "det_curves_by_model", "example_pairs",
            "history_frame", "claims", "claims_frame", "run_summary", "SFPN_MODELS"]

@@ -58,9 +58,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facelab import chapters
 from facelab.experiments import Experiment, RunContext, register_experiment
 
-CHAPTER = "03_stn_alignment"
+CH = chapters.get("stn_alignment")
+CHAPTER = CH.folder
 TRANSFORMS = ("identity", "similarity", "affine", "projective")
 #: Side of the loose crops written by ``facelab data prepare`` (1.4x the detector box).
 PREPARED_LOOSE_SIZE = 128
@@ -290,7 +292,7 @@ def run_localization(config: LocalizationMSEConfig, ctx: RunContext):
         return float(err.mean()), float(err.std(unbiased=True) / math.sqrt(len(err))) if len(err) > 1 else float("nan")
 
     out: dict[str, dict] = {k: {} for k in ("train_mse", "val_mse", "val_mse_se", "parameters", "seconds",
-                                            "epoch_train_mse", "name")}
+                                            "epoch_train_mse", "name", "conv_blocks", "fc_layers")}
     for setting in config.settings:
         torch.manual_seed(ctx.seed)
         net = LocalizationNet(num_outputs=2 * N_LANDMARKS, setting=setting).to(ctx.device)
@@ -319,6 +321,9 @@ def run_localization(config: LocalizationMSEConfig, ctx: RunContext):
         out["seconds"][key] = round(time.time() - t0, 2)
         out["epoch_train_mse"][key] = curve
         out["name"][key] = LOCALIZATION_SETTINGS[setting].name
+        # Table 2's structure, counted in the network as built
+        out["conv_blocks"][key] = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+        out["fc_layers"][key] = sum(isinstance(m, torch.nn.Linear) for m in net.modules())
     chosen = choose_setting({int(k): v for k, v in out["val_mse"].items()},
                             {int(k): v for k, v in out["parameters"].items()}, config.choose_tolerance)
     metrics = {**out, "chosen_setting": chosen, "n_train_images": len(train_rows), "n_val_images": len(val_rows),
@@ -494,27 +499,83 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
     return metrics, arrays, digest
 
 
+# ----------------------------------------------------------------------------- Table 1
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """Table 1 read off :class:`facelab.models.stn.RecognitionResNet` at each of ``input_sizes``
+    (112: the paper's scale; 32: what ``small`` trains)."""
+
+    input_sizes: tuple[int, ...] = (112, 32)
+
+
+def configure_architecture(profile: str) -> ArchitectureConfig:
+    return ArchitectureConfig()
+
+
+def run_architecture(config: ArchitectureConfig, ctx: RunContext):
+    """Per stage: filters, kernel, stride and residual units of the layers themselves, the output
+    shape, parameters and forward FLOPs (FlopCounterMode, 2 per multiply-add); then the embedding head."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from facelab.models.stn import STAGES, RecognitionResNet
+
+    metrics: dict = {}
+    for size in config.input_sizes:
+        net = RecognitionResNet(input_size=size).eval()
+        x = torch.zeros(1, 3, size, size)
+        out: dict = {}
+        with torch.no_grad():
+            for name, _, _ in STAGES:
+                stage = getattr(net, name)
+                down = stage.down[0]  # ConvNormAct: 0 conv, 1 norm, 2 activation
+                units = [m for n, m in stage.named_children() if n.startswith("unit")]
+                with FlopCounterMode(display=False) as fc:
+                    y = stage(x)
+                out[name] = {"filters": down.out_channels, "kernel": down.kernel_size[0], "stride": down.stride[0],
+                             "residual_units": len(units),
+                             "residual_filters": units[0].conv_a[0].out_channels if units else None,
+                             "output": list(y.shape[1:]), "parameters": sum(p.numel() for p in stage.parameters()),
+                             "gflops": fc.get_total_flops() / 1e9}
+                x = y
+            with FlopCounterMode(display=False) as fc:
+                emb = net.bn(net.fc1(net.dropout(x.flatten(1))))
+            head = [net.dropout, net.fc1, net.bn]
+            out["head"] = {"embedding_size": int(emb.shape[1]), "fc_inputs": int(x.flatten(1).shape[1]),
+                           "dropout": net.dropout.p, "output": [int(emb.shape[1])],
+                           "parameters": sum(p.numel() for m in head for p in m.parameters()),
+                           "gflops": fc.get_total_flops() / 1e9}
+        out["total"] = {"parameters": sum(p.numel() for p in net.parameters()),
+                        "gflops": sum(v["gflops"] for v in out.values())}
+        metrics[str(size)] = out
+    return metrics, {}, None
+
+
 # ----------------------------------------------------------------------------- registration
 
-_CODE = ("facelab.experiments.stn_alignment", "facelab.models.stn", "facelab.models.stn_resnet",
-         "facelab.losses.margin", "facelab.train.loop", "facelab.train.grad_clip", "facelab.data.perturb",
-         "facelab.eval.descriptors")
+register_experiment(Experiment(
+    name=CH.experiment("architecture"),
+    chapter=CHAPTER,
+    description="Table 1: the recognition network's stages read off the model (filters, units, shapes, FLOPs)",
+    configure=configure_architecture,
+    run=run_architecture,
+))
 
 register_experiment(Experiment(
-    name="stn_alignment.localization_mse",
+    name=CH.experiment("localization_mse"),
     chapter=CHAPTER,
     description="Table 2: five localization-network settings regressing 5 landmarks (MSE) on CFP loose crops",
     configure=configure_localization,
     run=run_localization,
-    code_modules=("facelab.experiments.stn_alignment", "facelab.models.stn"),
 ))
 
 for _t in TRANSFORMS:
     register_experiment(Experiment(
-        name=f"stn_alignment.recognition_{_t}",
+        name=CH.experiment(f"recognition_{_t}"),
         chapter=CHAPTER,
         description=f"Table 3: STN ({_t}) + Table 1 net, ArcFace on CFP loose crops; LFW and perturbed LFW",
         configure=configure_recognition(_t),
         run=run_recognition,
-        code_modules=_CODE,
     ))

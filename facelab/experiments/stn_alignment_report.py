@@ -14,6 +14,7 @@ import numpy as np
 
 from facelab.experiments import RunContext
 from facelab.experiments.stn_alignment import (
+    CH,
     TRANSFORMS,
     RecognitionConfig,
     lfw_rows_by_relpath,
@@ -38,58 +39,6 @@ def apply_matrices(images: np.ndarray, matrices: np.ndarray, output_size: int) -
 
 
 
-def table1_frame(input_size: int = 112):
-    """Table 1 regenerated from :class:`facelab.models.stn_resnet.RecognitionResNet`: per stage its
-    layers, output size, parameters and forward FLOPs (FlopCounterMode, 2 per multiply-add)."""
-    import pandas as pd
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from facelab.models.stn_resnet import STAGES, RecognitionResNet
-
-    net = RecognitionResNet(input_size=input_size).eval()
-    x = torch.zeros(1, 3, input_size, input_size)
-    rows = []
-    with torch.no_grad():
-        for name, filters, units in STAGES:
-            stage = getattr(net, name)
-            with FlopCounterMode(display=False) as fc:
-                y = stage(x)
-            rows.append({"layers": f"{name[:4].capitalize()}{name[4:]}.x",
-                         "structure": f"[3×3, {filters}] ×1, S2; [3×3, {filters}; 3×3, {filters}] ×{units}",
-                         "output": f"{y.shape[1]}×{y.shape[2]}×{y.shape[3]}",
-                         "parameters": sum(p.numel() for p in stage.parameters()),
-                         "GFLOPs": fc.get_total_flops() / 1e9})
-            x = y
-        with FlopCounterMode(display=False) as fc:
-            net.bn(net.fc1(net.dropout(x.flatten(1))))
-        head = [net.dropout, net.fc1, net.bn]
-        rows.append({"layers": "Dropout, FC1, BatchNorm", "structure": f"dropout {net.dropout.p}, FC {x.flatten(1).shape[1]}→512, BN",
-                     "output": "512", "parameters": sum(p.numel() for m in head for p in m.parameters()),
-                     "GFLOPs": fc.get_total_flops() / 1e9})
-    df = pd.DataFrame(rows)
-    total = {"layers": "total", "structure": f"input 3×{input_size}×{input_size}", "output": "512",
-             "parameters": int(df["parameters"].sum()), "GFLOPs": float(df["GFLOPs"].sum())}
-    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
-
-
-def table2_frame(result, paper: dict | None = None):
-    """Table 2: setting | structure | paper MSE | our train MSE | our held-out MSE ± SE | parameters."""
-    import pandas as pd
-
-    m = result.metrics
-    paper = paper or {}
-    rows = []
-    for key in sorted(m["train_mse"], key=int):
-        rows.append({"setting": int(key), "structure": m["name"][key],
-                     "paper MSE": paper.get(int(key), math.nan),
-                     "our final train MSE": m["train_mse"][key], "our held-out MSE": m["val_mse"][key],
-                     "held-out SE": m["val_mse_se"][key], "parameters": m["parameters"][key],
-                     "seconds": m["seconds"][key],
-                     "chosen": "←" if int(key) == m["chosen_setting"] else ""})
-    return pd.DataFrame(rows)
-
-
 def accuracy_of(result, which: str = "lfw"):
     """``KFoldAccuracy`` of a recognition result from its stored per-pair scores
     (``which``: 'lfw' or 'perturbed')."""
@@ -101,8 +50,8 @@ def accuracy_of(result, which: str = "lfw"):
 
 
 def score_precision_notes(results: dict, tolerance: float = 0.0005) -> list[str]:
-    """Where the claims' accuracies (recomputed from the stored per-pair scores, which are rounded to
-    5 decimals) differ from the accuracies the run computed from its unrounded scores by more than
+    """Where the claims' accuracies (recomputed from the stored per-pair scores) differ from the
+    accuracies the run computed from its unrounded scores by more than
     ``tolerance``, one Markdown line per result and test set saying so, with the score spread that
     makes the rounding matter. Empty when they agree."""
     notes = []
@@ -115,45 +64,11 @@ def score_precision_notes(results: dict, tolerance: float = 0.0005) -> list[str]
                 scores = np.asarray(r.arrays[arr], np.float64)
                 tied = len(scores) - len(np.unique(scores))
                 notes.append(f"**{t}, {which}:** the run measured {100 * stored:.2f}%; recomputed from the stored "
-                             f"scores (5 decimals) it is {100 * recomputed:.2f}%: {tied:,} of its {len(scores):,} "
+                             f"scores it is {100 * recomputed:.2f}%: {tied:,} of its {len(scores):,} "
                              "cosine scores coincide with another one after rounding (they crowd within 1e-5 of "
                              "each other, a sign of a nearly degenerate embedding). The claims use the recomputed "
                              "value (they need per-fold accuracies).")
     return notes
-
-
-def table3_frame(results: dict, paper: dict):
-    """Table 3 side by side: paper rows (LFW, YTF) and ours (LFW, perturbed LFW), in percent.
-
-    ``results``: transform -> Result (missing transforms show as not run); ``paper``: the
-    ``facelab.tables.cells('002')`` mapping. Rows of other methods are marked paper-only.
-    """
-    import pandas as pd
-
-    others = [("facenet", "FaceNet"), ("deepid2plus", "DeepID2+"), ("centerface", "Center Face [15]"),
-              ("asoftmax", "A-softmax [1]"), ("amsoftmax", "AM-Softmax [3]")]
-    rows = []
-    for key, name in others:
-        rows.append({"method": name, "source": "paper only (other method, not reproduced)",
-                     "train images": paper[f"table3.{key}.trainset"]["printed"],
-                     "paper LFW %": paper[f"table3.{key}.lfw"]["value"], "paper YTF %": paper[f"table3.{key}.ytf"]["value"],
-                     "ours LFW %": math.nan, "ours LFW SD": math.nan,
-                     "ours perturbed LFW %": math.nan, "ours perturbed SD": math.nan})
-    paper_key = {"identity": "identical", "similarity": "similarity", "affine": "affine", "projective": "projective"}
-    for t in TRANSFORMS:
-        k = paper_key[t]
-        r = results.get(t)
-        row = {"method": f"STN ({t})", "source": "paper + ours" if r is not None else "paper; ours not run",
-               "train images": f"paper {paper[f'table3.ours_{k}.trainset']['printed']}; ours "
-                               + (f"{r.metrics['n_train_images']:,} (CFP, {r.metrics['n_identities']} ids)" if r else "-"),
-               "paper LFW %": paper[f"table3.ours_{k}.lfw"]["value"], "paper YTF %": paper[f"table3.ours_{k}.ytf"]["value"]}
-        if r is not None:  # the run's own accuracies (from unrounded scores), as the bound table cells
-            m = r.metrics
-            row.update({"ours LFW %": 100 * m["lfw_accuracy"], "ours LFW SD": 100 * m["lfw_accuracy_sd"],
-                        "ours perturbed LFW %": 100 * m["perturbed_lfw_accuracy"],
-                        "ours perturbed SD": 100 * m["perturbed_lfw_accuracy_sd"]})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def roc_curves(results: dict, which: str = "lfw") -> dict:
@@ -204,11 +119,12 @@ def initial_gradient_norms(config: RecognitionConfig, n_classes: int, *, batch: 
     from facelab.models.stn import STNFaceNet
 
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     transform = "affine" if config.transform == "identity" else config.transform
-    model = STNFaceNet(transform=transform, setting=config.setting, input_size=config.input_size,
-                       output_size=config.output_size)
-    head = ArcFaceHead(model.num_features, n_classes, margin=config.margin, scale=config.scale)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's RNG left as it was
+        torch.manual_seed(seed)
+        model = STNFaceNet(transform=transform, setting=config.setting, input_size=config.input_size,
+                           output_size=config.output_size)
+        head = ArcFaceHead(model.num_features, n_classes, margin=config.margin, scale=config.scale)
     model.train()
     x = torch.rand(batch, 3, config.input_size, config.input_size, generator=g)
     y = torch.randint(0, n_classes, (batch,), generator=g)
@@ -234,8 +150,8 @@ def load_chapter_results(profile: str, ctx: RunContext, *, retrain: bool = False
     """
     from facelab.experiments import load_stored
 
-    localization = "stn_alignment.localization_mse"
-    names = [localization] + [f"stn_alignment.recognition_{t}" for t in TRANSFORMS]
+    localization = CH.experiment("localization_mse")
+    names = [localization] + [CH.experiment(f"recognition_{t}") for t in TRANSFORMS]
     outcomes, missing = load_stored(names, profile, ctx, retrain=retrain, results_dir=results_dir)
     return {"localization": outcomes.get(localization),
             "recognition": {t: outcomes[f"stn_alignment.recognition_{t}"] for t in TRANSFORMS
