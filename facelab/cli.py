@@ -2,7 +2,8 @@
 
 Each command group lives in the module that owns its domain and contributes an
 ``add_parser(subparsers)`` function; this file only assembles them and turns the
-expected failures (missing data, bad parameters) into one-line messages.
+expected failures (:class:`facelab.errors.FacelabError`: missing data, bad parameters) into
+one-line messages.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from facelab import __version__
-from facelab.paths import DataNotFoundError
+from facelab.errors import FacelabError
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
@@ -38,14 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_guarded(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command function, turning the expected failures into one line on stderr."""
+    """Run a command function, turning facelab's expected failures into one line on stderr.
+
+    A :class:`~facelab.errors.FacelabError` (missing data, a bad parameter, an unusable file) prints
+    ``error: <message>`` and returns 2; Ctrl-C prints how to resume and returns 130. Any other
+    exception is a bug and propagates with its traceback.
+    """
     try:
         return int(func(args) or 0)
-    except DataNotFoundError as err:
+    except FacelabError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, KeyError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; rerun the same command to resume", file=sys.stderr)

@@ -73,6 +73,7 @@ from typing import Any
 
 import numpy as np
 
+from facelab.errors import DataError, UnknownNameError
 from facelab.paths import results_root
 from facelab.results import Result, load_result
 
@@ -205,7 +206,7 @@ def load_paper_values(paper: str) -> dict:
     """The validated paper-values mapping of ``paper`` (a file stem, see :func:`list_papers`)."""
     papers = list_papers()
     if paper not in papers:
-        raise KeyError(f"no paper values for {paper!r}; available: {', '.join(papers)}")
+        raise UnknownNameError(f"no paper values for {paper!r}; available: {', '.join(papers)}")
     data = json.loads((paper_values_dir() / f"{paper}.json").read_text())
     errors = validate_paper_values(data, paper)
     if errors:
@@ -339,7 +340,7 @@ def find_result(experiment: str, results_dir: str | Path | None = None,
     for p in profiles:
         hits = sorted(root.glob(f"*/{experiment}--{p}.json"))
         if len(hits) > 1:
-            raise ValueError(f"{experiment}--{p}.json is in several chapter folders under {root}: "
+            raise DataError(f"{experiment}--{p}.json is in several chapter folders under {root}: "
                              + ", ".join(str(h.parent.name) for h in hits) + "; keep one")
         if hits:
             return hits[0], ""
@@ -399,7 +400,7 @@ def compare(paper: str, *, results_dir: str | Path | None = None, profile: str |
     data = load_paper_values(paper)
     unknown = [t for t in (tables or []) if t not in data["tables"]]
     if unknown:
-        raise KeyError(f"paper {paper} has no table {', '.join(unknown)}; tables: {', '.join(data['tables'])}")
+        raise UnknownNameError(f"paper {paper} has no table {', '.join(unknown)}; tables: {', '.join(data['tables'])}")
     bindings = {b["cell"]: b for b in data["bindings"]}
     loaded: dict[str, tuple[Result | None, Path | None, str]] = {}
     rows = []
