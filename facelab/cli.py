@@ -17,13 +17,13 @@ from facelab.errors import FacelabError
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from facelab import bookbuild, experiments, tables
+    from facelab import bookbuild, experiments, resultsdiff, tables
     from facelab.bench import cli as bench_cli
     from facelab.data import cli as data_cli
     from facelab.eval import cli as eval_cli
 
     return [data_cli.add_parser, experiments.add_parser, bench_cli.add_parser, eval_cli.add_parser,
-            tables.add_parser, bookbuild.add_parser]
+            tables.add_parser, resultsdiff.add_parser, bookbuild.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
