@@ -68,7 +68,10 @@ def load_model(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = 
                 raise UnknownNameError(f"unknown model {name!r} (registered: {known}); torchvision models are "
                                f"written {TORCHVISION_PREFIX}ARCH, e.g. {TORCHVISION_PREFIX}mobilenet_v2")
             model = create_model(name)
-            shape = complexity.resolve_input_shape(model, input_shape)
+            try:
+                shape = complexity.resolve_input_shape(model, input_shape)
+            except ValueError as err:  # no input_shape attribute / a bad --input-shape: the user's to fix
+                raise UsageError(str(err)) from None
     return model.to(device).eval(), tuple(int(v) for v in shape)
 
 
@@ -114,9 +117,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from facelab.bench import latency
 
     runtimes = latency.RUNTIMES if args.runtime == "both" else (args.runtime,)
-    config = latency.LatencyConfig.for_profile(
-        args.profile, threads=args.threads, batches=tuple(args.batch), repeats=args.repeats, warmup=args.warmup,
-        runtimes=runtimes, device=args.device, matmul_size=args.matmul_size, seed=args.seed).check()
+    try:
+        config = latency.LatencyConfig.for_profile(
+            args.profile, threads=args.threads, batches=tuple(args.batch), repeats=args.repeats, warmup=args.warmup,
+            runtimes=runtimes, device=args.device, matmul_size=args.matmul_size, seed=args.seed).check()
+    except ValueError as err:  # an option value LatencyConfig.check refuses (its message names the option)
+        raise UsageError(str(err)) from None
     model, shape = load_model(args.name, seed=args.seed, input_shape=parse_shape(args.input_shape),
                               device=args.device)
     result = latency.latency_result(model, shape, name=args.name, config=config, chapter=args.chapter,

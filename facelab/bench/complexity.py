@@ -35,8 +35,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from facelab.errors import UsageError
-
 #: Bytes in a megabyte as this module reports it (SI megabyte, not MiB).
 MB = 10**6
 FP32_BYTES = 4
@@ -54,11 +52,11 @@ def resolve_input_shape(model: nn.Module, input_shape: Sequence[int] | None = No
     if shape is None and isinstance(size, (tuple, list)) and len(size) == 3:
         shape = size
     if shape is None:
-        raise UsageError(f"{type(model).__name__} has no `input_shape` attribute: pass the per-sample input "
+        raise ValueError(f"{type(model).__name__} has no `input_shape` attribute: pass the per-sample input "
                          "shape, e.g. input_shape=(3, 112, 112) (CLI: --input-shape 3,112,112)")
     shape = tuple(int(v) for v in shape)
     if not shape or min(shape) < 1:
-        raise UsageError(f"input shape must be positive integers (C, H, W), got {shape}")
+        raise ValueError(f"input shape must be positive integers (C, H, W), got {shape}")
     return shape
 
 

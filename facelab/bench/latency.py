@@ -40,7 +40,6 @@ from torch import nn
 
 from facelab.bench import complexity, edge_bench
 from facelab.config import check_device, check_profile
-from facelab.errors import UsageError
 from facelab.results import Result, make_provenance
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -77,16 +76,16 @@ class LatencyConfig:
 
     def check(self) -> LatencyConfig:
         if self.threads < 1:
-            raise UsageError(f"threads must be >= 1 (got {self.threads})")
+            raise ValueError(f"threads must be >= 1 (got {self.threads})")
         if not self.batches or min(self.batches) < 1:
-            raise UsageError(f"batch sizes must be >= 1 (got {self.batches})")
+            raise ValueError(f"batch sizes must be >= 1 (got {self.batches})")
         if self.repeats < 1 or self.warmup < 0:
-            raise UsageError(f"need repeats >= 1 and warmup >= 0 (got {self.repeats}, {self.warmup})")
+            raise ValueError(f"need repeats >= 1 and warmup >= 0 (got {self.repeats}, {self.warmup})")
         unknown = [r for r in self.runtimes if r not in RUNTIMES]
         if unknown or not self.runtimes:
-            raise UsageError(f"unknown runtime(s) {unknown or self.runtimes}: choose from {', '.join(RUNTIMES)}")
+            raise ValueError(f"unknown runtime(s) {unknown or self.runtimes}: choose from {', '.join(RUNTIMES)}")
         if self.matmul_size < 0:
-            raise UsageError(f"matmul_size must be >= 0 (0 skips the floor), got {self.matmul_size}")
+            raise ValueError(f"matmul_size must be >= 0 (0 skips the floor), got {self.matmul_size}")
         check_device(self.device)
         return self
 

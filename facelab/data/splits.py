@@ -24,8 +24,6 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from facelab.errors import DataError
-
 #: Common English short forms of first names (both directions are checked).
 NICKNAMES: tuple[tuple[str, ...], ...] = (
     ("joe", "joseph", "joey"), ("bill", "william", "will", "billy"), ("bob", "robert", "rob", "bobby"),
@@ -134,12 +132,12 @@ class TrainTestSplit:
         return counts
 
     def check_disjoint(self) -> None:
-        """Raise :class:`~facelab.errors.DataError` (a ValueError) if a kept training identity may be a test person (see module rules)."""
+        """Raise ValueError if a kept training identity may be a test person (see module rules)."""
         kept = {i: self.train_names[i] for i in self.train_identities}
         clash = find_name_overlaps(kept, self.test_names)
         if clash:
             ident, (name, rule) = next(iter(clash.items()))
-            raise DataError(f"{self.train_dataset} identity {ident} ({kept[ident]}) matches test person "
+            raise ValueError(f"{self.train_dataset} identity {ident} ({kept[ident]}) matches test person "
                              f"{name} of {self.test_dataset} by rule {rule!r}; {len(clash)} overlaps in all")
 
 

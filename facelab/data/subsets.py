@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from facelab.errors import DataError, UsageError
-
 
 @dataclass(frozen=True)
 class MatchedSubsets:
@@ -60,7 +58,7 @@ def matched_subsets(pool: Mapping[str, Sequence[str]], *, few: int = 2, deep_min
             ``n_images`` to both subsets (the message says how many it can).
     """
     if few < 1 or deep_min <= few:
-        raise UsageError(f"need 1 <= few < deep_min (got few={few}, deep_min={deep_min})")
+        raise ValueError(f"need 1 <= few < deep_min (got few={few}, deep_min={deep_min})")
     deep_order = sorted((i for i in pool if len(pool[i]) >= deep_min), key=lambda i: (-len(pool[i]), i))
     deep_cap = sum(len(pool[i]) for i in deep_order)
     # wide identities must not be deep ones; keep the deep set as small as the size allows
@@ -72,7 +70,7 @@ def matched_subsets(pool: Mapping[str, Sequence[str]], *, few: int = 2, deep_min
     if n_images is None:
         n_images = best
     if n_images < 1 or n_images > best:
-        raise DataError(f"the pool gives at most {best} images to each subset (deep identities with >= {deep_min} "
+        raise ValueError(f"the pool gives at most {best} images to each subset (deep identities with >= {deep_min} "
                          f"images hold {deep_cap}); asked for {n_images}")
     deep = _take(deep_order, pool, None, n_images)
     wide_order = sorted(i for i in pool if i not in deep and len(pool[i]) >= few)
