@@ -30,6 +30,7 @@ from pathlib import Path
 
 from facelab import __version__
 from facelab.config import CHAPTER_BUDGET_S, PROFILES, check_profile
+from facelab.errors import MissingDataError
 
 #: Seconds one notebook cell may run before the build fails.
 CELL_TIMEOUT_S = 1800
@@ -43,7 +44,7 @@ def project_root() -> Path:
 
     root = repo_root()
     if root is None or not (root / "_toc.yml").exists():
-        raise FileNotFoundError("the book is built from a source checkout of facelab (with _toc.yml); "
+        raise MissingDataError("the book is built from a source checkout of facelab (with _toc.yml); "
                                 "clone the repository and run `make book` there")
     return root
 
@@ -71,7 +72,7 @@ def toc_files(root: Path) -> list[Path]:
                 pages.append(root / f"{name}{suffix}")
                 break
         else:
-            raise FileNotFoundError(f"_toc.yml names {name!r} but neither {name}.ipynb nor {name}.md exists")
+            raise MissingDataError(f"_toc.yml names {name!r} but neither {name}.ipynb nor {name}.md exists")
     return pages
 
 

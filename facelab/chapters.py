@@ -13,13 +13,15 @@ paper      notebook                  results folder              experiments, mo
 
 Chapters are numbered in paper order (paper ``00k`` is chapter ``k + 1``); the getting-started
 chapter (number 0) uses the packaged reference recognizer, whose "paper values" are its
-documentation (``reference_dlib``). This module imports nothing from facelab, so every layer may
-use it.
+documentation (``reference_dlib``). This module imports nothing from facelab but its errors, so
+every layer may use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from facelab.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -75,5 +77,5 @@ def get(key: str | int) -> Chapter:
     for ch in CHAPTERS:
         if key in (ch.number, ch.slug, ch.paper, ch.folder) or (isinstance(key, str) and key.startswith(ch.prefix)):
             return ch
-    raise KeyError(f"no chapter {key!r}; chapters: " + ", ".join(f"{c.number} {c.slug} (paper {c.paper})"
+    raise UnknownNameError(f"no chapter {key!r}; chapters: " + ", ".join(f"{c.number} {c.slug} (paper {c.paper})"
                                                                   for c in CHAPTERS))

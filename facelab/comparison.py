@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from facelab.errors import DataError, UnknownNameError
 from facelab.paths import results_root
 from facelab.results import Result, load_result, staleness
 from facelab.tables import (
@@ -118,7 +119,7 @@ def _metric_value(result: Result, *, path: str, unit: str, sd_path: str | None =
     times ``scale``."""
     value = _get_path(result.metrics, path)
     if not _is_number(value):
-        raise ValueError(f"metric {path!r} of {result.experiment} is {value!r}, not a number")
+        raise DataError(f"metric {path!r} of {result.experiment} is {value!r}, not a number")
     sd = _get_path(result.metrics, sd_path) if sd_path else None
     return Ours(float(value) * scale, unit, None if sd is None else float(sd) * abs(scale))
 
@@ -196,7 +197,7 @@ def find_result(experiment: str, results_dir: str | Path | None = None,
     for p in profiles:
         hits = sorted(root.glob(f"*/{experiment}--{p}.json"))
         if len(hits) > 1:
-            raise ValueError(f"{experiment}--{p}.json is in several chapter folders under {root}: "
+            raise DataError(f"{experiment}--{p}.json is in several chapter folders under {root}: "
                              + ", ".join(str(h.parent.name) for h in hits) + "; keep one")
         if hits:
             return hits[0], ""
@@ -238,11 +239,11 @@ def compare(paper: str, *, results_dir: str | Path | None = None, profile: str |
     data = load_paper_values(paper)
     bad = [b for b in data["bindings"] if "metric" in b and b["metric"] not in METRICS]
     if bad:
-        raise ValueError(f"facelab/paper_values/{paper}.json binds {bad[0]['cell']} with an unknown metric "
+        raise DataError(f"facelab/paper_values/{paper}.json binds {bad[0]['cell']} with an unknown metric "
                          f"{bad[0]['metric']!r}; declared: {', '.join(sorted(METRICS))}")
     unknown = [t for t in (tables or []) if t not in data["tables"]]
     if unknown:
-        raise KeyError(f"paper {paper} has no table {', '.join(unknown)}; tables: {', '.join(data['tables'])}")
+        raise UnknownNameError(f"paper {paper} has no table {', '.join(unknown)}; tables: {', '.join(data['tables'])}")
     bindings: dict[str, list[dict]] = {}
     for b in data["bindings"]:
         bindings.setdefault(b["cell"], []).append(b)
@@ -355,7 +356,7 @@ def table(paper: str, table_id: str, **kwargs: Any) -> PaperTable:
     :func:`compare`). In a notebook, the returned object displays itself."""
     data = load_paper_values(paper)
     if table_id not in data["tables"]:
-        raise KeyError(f"paper {paper} has no table {table_id!r}; tables: {', '.join(data['tables'])}")
+        raise UnknownNameError(f"paper {paper} has no table {table_id!r}; tables: {', '.join(data['tables'])}")
     meta = data["tables"][table_id]
     long = compare(paper, tables=[table_id], **kwargs)
     return paper_table(long, paper=paper, table=table_id, title=meta["title"], caption=meta["caption"],
@@ -371,7 +372,7 @@ def lookup(paper: str, key: str, track: str | None = None, **kwargs: Any) -> dic
     if track is not None:
         hit = hit[hit["track"] == track]
     if hit.empty:
-        raise KeyError(f"paper {paper} has no cell {key!r}" + (f" on track {track!r}" if track else ""))
+        raise UnknownNameError(f"paper {paper} has no cell {key!r}" + (f" on track {track!r}" if track else ""))
     return hit.iloc[0].to_dict()
 
 
@@ -382,7 +383,7 @@ def render(paper: str, *, fmt: str = "paper", **kwargs: Any) -> str:
         df = compare(paper, **kwargs)
         return df.to_csv(index=False) if fmt == "csv" else to_markdown(long_frame_display(df))
     if fmt not in ("paper", "html"):
-        raise ValueError(f"unknown format {fmt!r}: choose paper, html, long or csv")
+        raise UnknownNameError(f"unknown format {fmt!r}: choose paper, html, long or csv")
     ids = kwargs.pop("tables", None) or list(load_paper_values(paper)["tables"])
     kwargs.pop("only_bound", None)
     shaped = [table(paper, t, **kwargs) for t in ids]

@@ -13,6 +13,8 @@ maps a profile to concrete sizes; this module only names and checks profiles.
 
 from __future__ import annotations
 
+from facelab.errors import UsageError
+
 PROFILES: tuple[str, ...] = ("smoke", "small", "full")
 DEFAULT_PROFILE = "small"
 
@@ -21,9 +23,9 @@ CHAPTER_BUDGET_S: dict[str, float | None] = {"smoke": 180.0, "small": 900.0, "fu
 
 
 def check_profile(profile: str) -> str:
-    """Return ``profile`` if it is known, else raise a ValueError that lists the choices."""
+    """Return ``profile`` if it is known, else raise a :class:`~facelab.errors.UsageError` (a ValueError) that lists the choices."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+        raise UsageError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     return profile
 
 
@@ -35,6 +37,6 @@ def check_device(device: str) -> str:
         return device
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was asked for but no CUDA GPU is visible: use device='cpu'")
+            raise UsageError(f"device={device!r} was asked for but no CUDA GPU is visible: use device='cpu'")
         return device
-    raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda[:N]'")
+    raise UsageError(f"unknown device {device!r}: use 'cpu' or 'cuda[:N]'")

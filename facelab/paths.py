@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab.errors import MissingDataError, UnknownNameError
+
 ENV_DATA = "FACELAB_DATA"
 ENV_CACHE = "FACELAB_CACHE"
 ENV_RESULTS = "FACELAB_RESULTS"
@@ -105,7 +107,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(MissingDataError):
     """A dataset is not under any data root; the message says how to get it."""
 
     def __init__(self, name: str, searched: list[Path]):
@@ -147,11 +149,11 @@ def dataset_dir(name: str, data_root: str | os.PathLike | None = None, *, downlo
     """The folder of dataset ``name`` (e.g. ``<root>/lfw``).
 
     Raises:
-        KeyError: ``name`` is not a known dataset.
+        UnknownNameError: ``name`` is not a known dataset (a KeyError).
         DataNotFoundError: the dataset is under no data root (and could not be downloaded).
     """
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     info = DATASETS[name]
     roots = data_roots(data_root)
     for root in roots:

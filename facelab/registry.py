@@ -12,6 +12,8 @@ from typing import Any
 
 from torch import nn
 
+from facelab.errors import UnknownNameError
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -41,5 +43,5 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     try:
         builder = _BUILDERS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_BUILDERS))}") from None
+        raise UnknownNameError(f"unknown model {name!r}; registered: {', '.join(sorted(_BUILDERS))}") from None
     return builder(**kwargs)

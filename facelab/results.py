@@ -25,6 +25,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from facelab.errors import DataError
 from facelab.fileio import atomic_write_text, sha256_text
 
 SCHEMA_VERSION = 1
@@ -193,9 +194,9 @@ def load_result(path: str | os.PathLike) -> Result:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it and rerun the experiment") from None
+        raise DataError(f"{path} is not valid JSON ({err}); delete it and rerun the experiment") from None
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path} has result schema {data.get('schema_version')}, this facelab reads "
+        raise DataError(f"{path} has result schema {data.get('schema_version')}, this facelab reads "
                          f"{SCHEMA_VERSION}: rerun the experiment")
     return Result(**data)
 

@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from facelab.errors import DataError, UnknownNameError
+
 CELL_KEYS = {"key", "row", "column", "value", "unit", "meaning", "printed"}
 CELL_OPTIONAL = {"sd", "formula", "note", "source", "better", "ours_only", "part_of", "derived", "ours_format"}
 TABLE_KEYS = {"title", "caption", "cells"}
@@ -86,7 +88,7 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
         return value
     a, b = UNITS.get(from_unit), UNITS.get(to_unit)
     if a is None or b is None or a[0] != b[0]:
-        raise ValueError(f"cannot convert {from_unit!r} to {to_unit!r}: the binding's metric gives a different "
+        raise DataError(f"cannot convert {from_unit!r} to {to_unit!r}: the binding's metric gives a different "
                          "quantity than the paper cell holds")
     return value * a[1] / b[1]
 
@@ -238,11 +240,11 @@ def load_paper_values(paper: str) -> dict:
     """The validated paper-values mapping of ``paper`` (a file stem, see :func:`list_papers`)."""
     papers = list_papers()
     if paper not in papers:
-        raise KeyError(f"no paper values for {paper!r}; available: {', '.join(papers)}")
+        raise UnknownNameError(f"no paper values for {paper!r}; available: {', '.join(papers)}")
     data = json.loads((paper_values_dir() / f"{paper}.json").read_text())
     errors = validate_paper_values(data, paper)
     if errors:
-        raise ValueError(f"facelab/paper_values/{paper}.json is malformed: " + "; ".join(errors))
+        raise DataError(f"facelab/paper_values/{paper}.json is malformed: " + "; ".join(errors))
     return data
 
 
@@ -256,9 +258,9 @@ def paper_value(paper: str, key: str) -> float:
     """The number the paper prints in cell ``key`` (in the cell's unit); ValueError if it has none."""
     cell = cells(paper).get(key)
     if cell is None:
-        raise KeyError(f"paper {paper} has no cell {key!r}")
+        raise UnknownNameError(f"paper {paper} has no cell {key!r}")
     if cell["value"] is None:
-        raise ValueError(f"paper {paper}'s cell {key!r} holds no number (it prints {cell['printed']!r})")
+        raise DataError(f"paper {paper}'s cell {key!r} holds no number (it prints {cell['printed']!r})")
     return float(cell["value"])
 
 
@@ -266,7 +268,7 @@ def claim(paper: str, claim_id: str) -> dict:
     """A claim of ``paper`` as transcribed (``{"claim": ..., and its parameters}``)."""
     claims = load_paper_values(paper).get("claims", {})
     if claim_id not in claims:
-        raise KeyError(f"paper {paper} has no claim {claim_id!r}; claims: {', '.join(sorted(claims)) or 'none'}")
+        raise UnknownNameError(f"paper {paper} has no claim {claim_id!r}; claims: {', '.join(sorted(claims)) or 'none'}")
     return claims[claim_id]
 
 

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from facelab import cli
+from facelab import cli, errors
 
 
 def test_help_lists_commands(capsys):
@@ -26,3 +26,45 @@ def test_errors_are_one_line_without_traceback(tmp_path):
 def test_unknown_experiment(capsys):
     assert cli.main(["run", "nope"]) == 2
     assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+def test_run_guarded_explains_facelab_errors_and_lets_bugs_through(capsys):
+    import argparse
+
+    from facelab import errors
+
+    def raising(exc):
+        def func(args):
+            raise exc
+        return func
+
+    ns = argparse.Namespace()
+    for exc in (errors.UsageError("bad --x"), errors.UnknownNameError("unknown thing 'y'"),
+                errors.DataError("f.csv: line 3 is broken"), errors.MissingDataError("no data: fetch it"),
+                errors.BusyError("someone else is writing")):
+        assert errors.run_guarded(raising(exc), ns) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {exc.args[0]}\n"  # the message as written: no quotes (KeyError adds them)
+    # Each is also the built-in it replaced, so existing `except ValueError/KeyError` callers still work.
+    assert isinstance(errors.UnknownNameError("x"), KeyError) and isinstance(errors.UnknownNameError("x"), ValueError)
+    assert isinstance(errors.MissingDataError("x"), FileNotFoundError)
+    # A genuine bug (a plain ValueError/KeyError from deep inside) keeps its traceback.
+    with pytest.raises(ValueError, match="a bug"):
+        errors.run_guarded(raising(ValueError("a bug")), ns)
+    with pytest.raises(KeyError):
+        errors.run_guarded(raising(KeyError("missing key")), ns)
+    assert errors.run_guarded(raising(KeyboardInterrupt()), ns) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "fetch", "nope"], "unknown dataset 'nope'"),
+    (["data", "prepare", "--datasets", "aflw2000"], "cannot prepare aflw2000"),
+    (["model", "summary", "nope"], "unknown model 'nope'"),
+    (["tables", "nope"], "no paper values for 'nope'"),
+])
+def test_user_errors_stay_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELAB_CACHE", str(tmp_path))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

@@ -21,6 +21,7 @@ from torch import nn
 
 from facelab.bench import complexity, edge_bench
 from facelab.config import PROFILES, check_device, check_profile
+from facelab.errors import UnknownNameError, UsageError
 
 TORCHVISION_PREFIX = "torchvision:"
 #: Input of torchvision's ImageNet classifiers.
@@ -34,9 +35,9 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"--input-shape must look like 3,112,112 (got {text!r})") from None
+        raise UsageError(f"--input-shape must look like 3,112,112 (got {text!r})") from None
     if not shape or min(shape) < 1:
-        raise ValueError(f"--input-shape must be positive integers C,H,W (got {text!r})")
+        raise UsageError(f"--input-shape must be positive integers C,H,W (got {text!r})")
     return shape
 
 
@@ -55,7 +56,7 @@ def load_model(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = 
             arch = name[len(TORCHVISION_PREFIX):]
             available = torchvision.models.list_models(module=torchvision.models)
             if arch not in available:
-                raise KeyError(f"torchvision has no classification model {arch!r}; e.g. "
+                raise UnknownNameError(f"torchvision has no classification model {arch!r}; e.g. "
                                f"{', '.join(a for a in available if 'mobilenet' in a or 'resnet' in a)}")
             model = torchvision.models.get_model(arch, weights=None)
             shape = tuple(input_shape) if input_shape is not None else TORCHVISION_INPUT_SHAPE
@@ -64,10 +65,13 @@ def load_model(name: str, *, seed: int = 0, input_shape: Sequence[int] | None = 
 
             if name not in list_models():
                 known = ", ".join(list_models()) or "none yet"
-                raise KeyError(f"unknown model {name!r} (registered: {known}); torchvision models are "
+                raise UnknownNameError(f"unknown model {name!r} (registered: {known}); torchvision models are "
                                f"written {TORCHVISION_PREFIX}ARCH, e.g. {TORCHVISION_PREFIX}mobilenet_v2")
             model = create_model(name)
-            shape = complexity.resolve_input_shape(model, input_shape)
+            try:
+                shape = complexity.resolve_input_shape(model, input_shape)
+            except ValueError as err:  # no input_shape attribute / a bad --input-shape: the user's to fix
+                raise UsageError(str(err)) from None
     return model.to(device).eval(), tuple(int(v) for v in shape)
 
 
@@ -115,9 +119,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from facelab.bench import latency
 
     runtimes = latency.RUNTIMES if args.runtime == "both" else (args.runtime,)
-    config = latency.LatencyConfig.for_profile(
-        args.profile, threads=args.threads, batches=tuple(args.batch), repeats=args.repeats, warmup=args.warmup,
-        runtimes=runtimes, device=args.device, matmul_size=args.matmul_size, seed=args.seed).check()
+    try:
+        config = latency.LatencyConfig.for_profile(
+            args.profile, threads=args.threads, batches=tuple(args.batch), repeats=args.repeats, warmup=args.warmup,
+            runtimes=runtimes, device=args.device, matmul_size=args.matmul_size, seed=args.seed).check()
+    except ValueError as err:  # an option value LatencyConfig.check refuses (its message names the option)
+        raise UsageError(str(err)) from None
     model, shape = load_model(args.name, seed=args.seed, input_shape=parse_shape(args.input_shape),
                               device=args.device)
     result = latency.latency_result(model, shape, name=args.name, config=config, chapter=args.chapter,

@@ -32,6 +32,7 @@ from torch import nn
 
 from facelab.bench import complexity
 from facelab.bench.edge_bench import ort_session, slug
+from facelab.errors import UsageError
 from facelab.paths import cache_root
 from facelab.fileio import atomic_write_text
 
@@ -123,7 +124,7 @@ def onnx_session(path: str | os.PathLike, *, threads: int, device: str = "cpu"):
         import onnxruntime as ort
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ValueError("this onnxruntime build has no CUDAExecutionProvider (install onnxruntime-gpu); "
+            raise UsageError("this onnxruntime build has no CUDAExecutionProvider (install onnxruntime-gpu); "
                              "benchmark ONNX Runtime with device='cpu'")
         index = int(device.split(":")[1]) if ":" in device else 0
         providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]

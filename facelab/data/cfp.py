@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab.errors import DataError, MissingDataError, UnknownNameError
 from facelab.paths import dataset_dir
 
 DATASET_FOLDER = "cfp-dataset"
@@ -52,7 +53,7 @@ def parse_image_path(rel: str) -> tuple[str, str, int]:
     """``Data/Images/001/profile/03.jpg`` -> ``("001", "profile", 3)``."""
     m = _IMAGE_RE.search(rel.replace("\\", "/"))
     if not m:
-        raise ValueError(f"not a CFP image path: {rel!r}")
+        raise DataError(f"not a CFP image path: {rel!r}")
     return m.group(1), m.group(2), int(m.group(3))
 
 
@@ -78,7 +79,7 @@ def parse_names(text: str) -> dict[str, str]:
 def read_names(data_root: str | os.PathLike | None = None, *, cfp_root: Path | None = None) -> dict[str, str]:
     path = (cfp_root or root_dir(data_root)) / "Data" / "list_name.txt"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the CFP folder is incomplete; unpack the whole cfp-dataset/")
+        raise MissingDataError(f"{path} is missing: the CFP folder is incomplete; unpack the whole cfp-dataset/")
     return parse_names(path.read_text(encoding="utf-8", errors="replace"))
 
 
@@ -90,7 +91,7 @@ def parse_pair_list(text: str, source: str = "<pair list>") -> dict[int, str]:
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise ValueError(f"{source}: line {i} is not 'number path': {line!r}")
+            raise DataError(f"{source}: line {i} is not 'number path': {line!r}")
         rel = parts[1].replace("\\", "/")
         while rel.startswith("../"):
             rel = rel[3:]
@@ -107,7 +108,7 @@ def parse_split_file(text: str, source: str = "<split>") -> list[tuple[int, int]
         try:
             a, b = (int(v) for v in line.strip().split(","))
         except ValueError:
-            raise ValueError(f"{source}: line {i} is not 'a,b': {line!r}") from None
+            raise DataError(f"{source}: line {i} is not 'a,b': {line!r}") from None
         out.append((a, b))
     return out
 
@@ -116,13 +117,13 @@ def read_pairs(protocol: str = "FP", data_root: str | os.PathLike | None = None,
                cfp_root: Path | None = None) -> list[CFPPair]:
     """The 10 folds x (350 same + 350 different) pairs of protocol ``FF`` or ``FP``."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown CFP protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        raise UnknownNameError(f"unknown CFP protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     proto = (cfp_root or root_dir(data_root)) / "Protocol"
     lists = {}
     for pose in ("F", "P"):
         path = proto / f"Pair_list_{pose}.txt"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: the CFP Protocol/ folder is incomplete")
+            raise MissingDataError(f"{path} is missing: the CFP Protocol/ folder is incomplete")
         lists[pose] = parse_pair_list(path.read_text(), str(path))
     second = lists["F"] if protocol == "FF" else lists["P"]
     pairs: list[CFPPair] = []
@@ -130,12 +131,12 @@ def read_pairs(protocol: str = "FP", data_root: str | os.PathLike | None = None,
         for kind in ("same", "diff"):
             path = proto / "Split" / protocol / f"{fold + 1:02d}" / f"{kind}.txt"
             if not path.exists():
-                raise FileNotFoundError(f"{path} is missing: the CFP Protocol/Split folder is incomplete")
+                raise MissingDataError(f"{path} is missing: the CFP Protocol/Split folder is incomplete")
             for a, b in parse_split_file(path.read_text(), str(path)):
                 try:
                     pairs.append(CFPPair(protocol, fold, lists["F"][a], second[b], kind == "same"))
                 except KeyError as err:
-                    raise ValueError(f"{path}: index {err.args[0]} is not in the pair list") from None
+                    raise DataError(f"{path}: index {err.args[0]} is not in the pair list") from None
     return pairs
 
 
@@ -160,5 +161,5 @@ def identity_folds(pairs: list[CFPPair]) -> dict[str, int]:
         for rel in p.images():
             ident = parse_image_path(rel)[0]
             if out.setdefault(ident, p.fold) != p.fold:
-                raise ValueError(f"CFP identity {ident} is in folds {out[ident] + 1} and {p.fold + 1}")
+                raise DataError(f"CFP identity {ident} is in folds {out[ident] + 1} and {p.fold + 1}")
     return out

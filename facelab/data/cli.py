@@ -4,6 +4,14 @@
     python -m facelab data fetch   NAME [--from DIR [--copy]] [--dest DIR]
     python -m facelab data prepare --profile smoke|small|full [--datasets lfw,cfp,widerface]
                                    [--workers N] [--data-root DIR] [--no-progress]
+    python -m facelab data detect  IMAGE... [--json]
+    python -m facelab data align   IMAGE... --out DIR [--json]
+
+``detect`` and ``align`` run one image at a time through the same code as ``prepare``
+(:func:`facelab.data.prepare.analyse_image`: reading, MTCNN with its retry, the subject choice,
+the 112x112 alignment) and print one line per image: the faces found / the crop written, or
+``rejected (<reason>: <detail>)`` with a reason of :data:`facelab.data.prepare.REJECT_REASONS`.
+Exit status: 0 when every image was processed, 1 when some were rejected, 2 on a usage error.
 
 The scripts ``data_scripts/<dataset>.py fetch|prepare`` call :func:`script_main`, the same code.
 """
@@ -13,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from facelab.config import PROFILES
+from facelab.errors import UnknownNameError, UsageError, run_guarded
 
 #: What ``prepare`` does without ``--datasets`` (the others have nothing to prepare).
 PREPARABLE = ("lfw", "cfp", "widerface")
@@ -87,7 +97,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from facelab.paths import DATASETS
 
     if args.name not in DATASETS:
-        raise KeyError(f"unknown dataset {args.name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UnknownNameError(f"unknown dataset {args.name!r}; known: {', '.join(sorted(DATASETS))}")
     if args.source:
         folder, report = fetch_from(args.name, args.source, args.dest, copy=args.copy, progress=not args.no_progress)
         counts = report["counts"]
@@ -112,7 +122,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     names = [n.strip() for n in (args.datasets or ",".join(PREPARABLE)).split(",") if n.strip()]
     unknown = [n for n in names if n not in PREPARABLE]
     if unknown:
-        raise ValueError(f"cannot prepare {', '.join(unknown)}: choose from {', '.join(PREPARABLE)}")
+        raise UsageError(f"cannot prepare {', '.join(unknown)}: choose from {', '.join(PREPARABLE)}")
     present = []
     for name in names:
         try:
@@ -122,12 +132,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             if explicit:
                 raise
             print(f"{name}: not found, skipped. {str(err).splitlines()[0]}", file=sys.stderr)
-    try:
-        summaries = prepare_datasets(present, args.profile, data_root=args.data_root, workers=args.workers,
-                                     progress=not args.no_progress)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summaries = prepare_datasets(present, args.profile, data_root=args.data_root, workers=args.workers,
+                                 progress=not args.no_progress)
     for name, s in summaries.items():
         if name == "widerface":
             print(f"{name} ({args.profile}): {s['accepted']}/{s['images']} images, {s['faces']} faces "
@@ -139,6 +145,94 @@ def cmd_prepare(args: argparse.Namespace) -> int:
               f"{s['seconds']:.1f} s with {s['workers']} workers; packed {_size(s['packed_bytes'])} in "
               f"{prepared_dir(name)}")
     return 0
+
+
+#: Exit status of ``data detect|align`` when some images were rejected (2 is a usage error).
+EXIT_SOME_REJECTED = 1
+
+
+def _outcomes(images: list[str]):
+    """``(path, ImageOutcome)`` per image, in order, with prepare's detector and configuration.
+
+    An unexpected failure on one image becomes the reason ``error`` (as in ``prepare``), so that
+    one odd file does not hide the results of the others.
+    """
+    from facelab.data.detect import load_mtcnn
+    from facelab.data.prepare import ImageOutcome, PrepareConfig, analyse_image, one_torch_thread
+
+    config = PrepareConfig()
+    with one_torch_thread():  # the numbers prepare would compute (it runs one thread per worker)
+        detector = load_mtcnn("cpu", config.min_face_size, config.thresholds)
+        for path in images:
+            try:
+                outcome = analyse_image(detector, path, config)
+            except Exception as err:  # noqa: BLE001 - reported per image, see the docstring
+                outcome = ImageOutcome(reason="error", detail=f"{type(err).__name__}: {err}")
+            yield path, outcome
+
+
+def _rejected_line(path: str, outcome) -> str:
+    return f"{path}: rejected ({outcome.reason}" + (f": {outcome.detail}" if outcome.detail else "") + ")"
+
+
+def _rejected_record(path: str, outcome) -> dict:
+    return {"image": path, "status": "rejected", "reason": outcome.reason, "detail": outcome.detail}
+
+
+def _fmt_box(box) -> str:
+    return ",".join(f"{v:.1f}" for v in box)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Faces of each image: xyxy box, score and 5 landmarks (one line or one JSON object per image)."""
+    rejected = 0
+    for path, o in _outcomes(args.images):
+        if o.reason and o.reason != "bad_landmarks":  # bad landmarks still are faces found
+            rejected += 1
+            print(json.dumps(_rejected_record(path, o)) if args.json else _rejected_line(path, o), flush=True)
+            continue
+        d = o.detections
+        faces = [{"box": [round(float(v), 2) for v in d.boxes[k]], "score": round(float(d.scores[k]), 5),
+                  "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in d.landmarks[k]]}
+                 for k in range(len(d))]
+        if args.json:
+            print(json.dumps({"image": path, "status": "ok", "width": o.fields["width"],
+                              "height": o.fields["height"], "detect_pass": o.fields["detect_pass"],
+                              "subject": o.subject, "faces": faces}), flush=True)
+            continue
+        parts = [f"{'subject ' if k == o.subject else ''}box {_fmt_box(f['box'])} score {f['score']:.3f} "
+                 f"landmarks {' '.join(f'{x:.1f},{y:.1f}' for x, y in f['landmarks'])}" for k, f in enumerate(faces)]
+        print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: " + "; ".join(parts), flush=True)
+    return EXIT_SOME_REJECTED if rejected else 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    """Write the aligned crop of each image's subject face as ``OUT/<image name>.png``."""
+    from facelab.data.imageio import write_image
+
+    out = Path(args.out)
+    names = [Path(p).stem + ".png" for p in args.images]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UsageError(f"several images would be written as {', '.join(clashes)} in {out}: align images with "
+                         "different file names in separate runs")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    rejected = 0
+    for (path, o), name in zip(_outcomes(args.images), names):
+        if o.reason:
+            rejected += 1
+            print(json.dumps(_rejected_record(path, o)) if args.json else _rejected_line(path, o), flush=True)
+            continue
+        target = write_image(out / name, o.aligned)
+        f = o.fields
+        if args.json:
+            print(json.dumps({"image": path, "status": "ok", "aligned": str(target), "score": round(f["score"], 5),
+                              "align_rms": round(f["align_rms"], 3), "n_faces": f["n_faces"]}), flush=True)
+        else:
+            print(f"{path}: aligned -> {target} (score {f['score']:.3f}, landmark fit {f['align_rms']:.2f} px"
+                  f"{', subject of ' + str(f['n_faces']) + ' faces' if f['n_faces'] > 1 else ''})", flush=True)
+    return EXIT_SOME_REJECTED if rejected else 0
 
 
 def _add_fetch_args(p: argparse.ArgumentParser, with_name: bool) -> None:
@@ -162,8 +256,8 @@ def _add_prepare_args(p: argparse.ArgumentParser, with_datasets: bool) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``data status|fetch|prepare`` to the facelab command line."""
-    data = sub.add_parser("data", help="datasets: status, fetch, prepare")
+    """Add ``data status|fetch|prepare|detect|align`` to the facelab command line."""
+    data = sub.add_parser("data", help="datasets: status, fetch, prepare; faces of image files: detect, align")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: data.print_help() or 0)
 
@@ -180,12 +274,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_prepare_args(p, with_datasets=True)
     p.set_defaults(func=cmd_prepare)
 
+    status = ("Exit status: 0 when every image was processed, 1 when some were rejected (each rejected "
+              "image gets a line 'rejected (<reason>: ...)', reasons as in `data prepare`: missing, unreadable, "
+              "truncated, too_small, too_large, no_face, ...), 2 on a usage error.")
+    p = dsub.add_parser("detect", help="faces in image files: boxes, scores, 5 landmarks",
+                        description="Detect faces with MTCNN as `data prepare` does (same thresholds, retry and "
+                                    "subject choice) and print, per image, every face's xyxy box in pixels, "
+                                    "score and 5 landmarks (left eye, right eye, nose, mouth corners). " + status)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    p.set_defaults(func=cmd_detect)
 
-def run_guarded(func, args: argparse.Namespace) -> int:
-    """Run a command function as ``python -m facelab`` does (one-line errors, no traceback)."""
-    from facelab.cli import run_guarded as guarded
-
-    return guarded(func, args)
+    p = dsub.add_parser("align", help="112x112 aligned crops of image files' subject faces",
+                        description="Write the 112x112 aligned crop of each image's subject face (the largest, "
+                                    "most central one) as OUT/<image name>.png, exactly as `data prepare` makes "
+                                    "them. " + status)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the crops (created if missing)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    p.set_defaults(func=cmd_align)
 
 
 def script_main(name: str, argv: list[str] | None = None) -> int:

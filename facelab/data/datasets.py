@@ -13,18 +13,27 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from facelab.data.augment import FlipJitter, hflip, sample_rng
+from facelab.data.imageio import ImageReadError, read_rgb
 from facelab.data.manifest import PreparedSet, landmarks_of
+from facelab.errors import MissingDataError
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``uint8[H, W, 3]`` -> ``float32[3, H, W]`` in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def _read_crop(path: Path, problem: str) -> np.ndarray:
+    """``uint8[H, W, 3]`` RGB of a crop written by prepare; a missing or damaged one names the fix."""
+    try:
+        return read_rgb(path)
+    except ImageReadError:
+        raise MissingDataError(f"{path} {problem}: rerun `python -m facelab data prepare`") from None
 
 
 def identity_labels(identities: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -95,10 +104,7 @@ class LooseFaces(_Epoch, Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int):
-        bgr = cv2.imread(str(self.paths[i]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"{self.paths[i]} is missing or damaged: rerun `python -m facelab data prepare`")
-        image, lms = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.landmarks[i]
+        image, lms = _read_crop(self.paths[i], "is missing or damaged"), self.landmarks[i]
         if self.augment is not None:
             image, lms = self.augment(image, self.rng(i), lms)
         return to_tensor(image), int(self.labels[i]), torch.from_numpy(np.asarray(lms, np.float32))
@@ -151,8 +157,6 @@ class WiderFaceScenes(DetectionDataset):
         return self.root / self.gt[i].path
 
     def _sample(self, i: int):
-        from facelab.data.imageio import read_rgb
-
         g = self.gt[i]
         lms = np.full((len(g), 5, 2), np.nan, np.float32)
         return read_rgb(self.path(i)), g.boxes, lms, {"blur": g.blur.astype(np.int64), "invalid": g.invalid}
@@ -168,16 +172,14 @@ def face_sources(prepared: PreparedSet, rows: Sequence[int] | None = None):
     lms = landmarks_of(df, "loose")
     out = []
     for k, (_, r) in enumerate(df.iterrows()):
-        bgr = cv2.imread(str(prepared.folder / r["loose"]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"{prepared.folder / r['loose']} is missing: rerun `python -m facelab data prepare`")
-        size = bgr.shape[1]
+        rgb = _read_crop(prepared.folder / r["loose"], "is missing")
+        size = rgb.shape[1]
         lx1, ly1, lx2, ly2 = (float(r[c]) for c in LOOSE_BOX_COLUMNS)
         # The loose crop's image->crop map (see facelab.data.align.loose_crop).
         sx, sy = size / (lx2 - lx1), size / (ly2 - ly1)
         m = np.array([[sx, 0.0, (0.5 - lx1) * sx - 0.5], [0.0, sy, (0.5 - ly1) * sy - 0.5]])
         box = warp_points(np.array([float(r[c]) for c in BOX_COLUMNS]).reshape(2, 2), m).reshape(4)
-        out.append(FaceSource(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), box.astype(np.float32), lms[k]))
+        out.append(FaceSource(rgb, box.astype(np.float32), lms[k]))
     return out
 
 

@@ -51,7 +51,10 @@ def load_mtcnn(device: str = "cpu", min_face_size: int = 20,
 
 
 def detect_faces(detector, image: np.ndarray) -> FaceDetections:
-    """Detect faces in ``uint8[H, W, 3]`` RGB ``image``."""
+    """Detect faces in ``uint8[H, W, 3]`` RGB ``image`` (none in an image thinner than the smallest face)."""
+    if min(image.shape[:2]) < getattr(detector, "min_face_size", 0):
+        # facenet-pytorch builds an empty image pyramid then and fails in torch.cat; no face fits anyway.
+        return FaceDetections.empty()
     boxes, scores, points = detector.detect(image, landmarks=True)
     if boxes is None:
         return FaceDetections.empty()

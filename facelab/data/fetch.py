@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab.errors import UnknownNameError
 from facelab.paths import DATASETS, DataNotFoundError, cache_root
 
 CHUNK = 1 << 20
@@ -91,11 +92,9 @@ REQUEST_INSTRUCTIONS: dict[str, str] = {
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
+    """Hex digest of a file's bytes (``hashlib.file_digest``: read in blocks, never whole)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def _expected(remote: RemoteFile) -> tuple[str, str] | None:
@@ -198,7 +197,7 @@ def fetch_dataset(name: str, dest: str | os.PathLike | None = None, *, progress:
     the request/download instructions.
     """
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     if name != "lfw":
         raise FetchError(f"{DATASETS[name].title}: {REQUEST_INSTRUCTIONS[name]}", name)
     root = Path(dest) if dest else cache_root() / "data"

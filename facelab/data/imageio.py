@@ -1,8 +1,29 @@
 """Reading images with OpenCV, with every failure turned into a named, countable reason.
 
-``read_rgb`` returns ``np.ndarray[H, W, 3]`` uint8 RGB whatever the file holds (greyscale,
-CMYK JPEG, PNG with alpha, 16-bit PNG); it raises :class:`ImageReadError` whose ``reason``
-is one of :data:`READ_FAILURES` so that pipelines can count rejects instead of crashing.
+Every image facelab reads (dataset images, prepared crops, the ``data detect|align`` commands)
+goes through :func:`read_rgb` (or :func:`decode_rgb` for bytes in memory). It returns
+``np.ndarray[H, W, 3]`` uint8 RGB whatever the file holds, or raises :class:`ImageReadError`
+whose ``reason`` is one of :data:`READ_FAILURES`, so that pipelines count rejects instead of
+crashing. What it does with each kind of file (the contents decide, not the file name):
+
+=========================  ===================================================================
+file                       outcome
+=========================  ===================================================================
+8-bit RGB JPEG / PNG       read as is
+greyscale, 1-bit, palette  accepted, expanded to 3 equal channels / to RGB
+CMYK JPEG                  accepted, converted to RGB by OpenCV's JPEG decoder
+PNG with alpha (RGBA, LA)  accepted, the alpha channel is **dropped** (not composited onto a
+                           colour: the face pixels are in the colour channels, and a made-up
+                           background would change them where the alpha is partial)
+16-bit PNG (grey/RGB/A)    accepted, **scaled to 8 bits** (``v // 257``: 0 -> 0, 65535 -> 255)
+32-bit int / float (TIFF)  ``unreadable`` (no agreed way to map it to 8 bits)
+no file                    ``missing``
+empty file, not an image   ``unreadable`` (e.g. a text file named ``.jpg``)
+JPEG without end marker    ``truncated`` (also a PNG without its ``IEND`` chunk)
+side under ``MIN_SIDE``    ``too_small`` (e.g. a 1x1 image)
+over ``MAX_SIDE`` or       ``too_large``, refused from the header before decoding where the
+``MAX_PIXELS``             format has one (JPEG, PNG), so a huge file costs no memory
+=========================  ===================================================================
 """
 
 from __future__ import annotations
@@ -12,6 +33,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from facelab.errors import DataError
 
 #: Reasons an image is rejected on reading.
 READ_FAILURES = ("missing", "unreadable", "truncated", "too_small", "too_large")
@@ -23,27 +46,49 @@ MIN_SIDE = 24
 #: is 150 MB decoded, far above any face dataset image; larger files are refused, not decoded.
 MAX_PIXELS = 50_000_000
 
+#: Longest side accepted, in pixels. The largest dataset image is 2,381 px (CFP) and detection
+#: runs on a copy shrunk to a few hundred pixels, so a 20,000 px panorama would shrink its short
+#: side to a few pixels: it is refused as ``too_large`` instead of silently finding no face.
+MAX_SIDE = 10_000
 
-class ImageReadError(ValueError):
-    """An image could not be used; ``reason`` is one of :data:`READ_FAILURES`."""
+
+class ImageReadError(DataError):
+    """An image could not be used; ``reason`` is one of :data:`READ_FAILURES` (a ValueError)."""
 
     def __init__(self, path: str | os.PathLike, reason: str, detail: str = ""):
         assert reason in READ_FAILURES, reason
         self.path = str(path)
         self.reason = reason
+        self.detail = detail
         super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def __reduce__(self):  # picklable across worker processes despite the extra arguments
+        return type(self), (self.path, self.reason, self.detail)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _looks_truncated(data: bytes) -> bool:
     # A complete JPEG ends with the EOI marker FFD9; cameras and tools may pad after it.
+    # A complete PNG ends with its IEND chunk (12 bytes: length, "IEND", CRC).
+    if data[:8] == _PNG_SIGNATURE:
+        return b"IEND" not in data[-64:]
     if data[:2] != b"\xff\xd8":
         return False
     return b"\xff\xd9" not in data[-1024:]
 
 
+def _check_size(path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(path, "too_large", f"{width}x{height} px is above {MAX_PIXELS:,} pixels")
+    if max(width, height) > MAX_SIDE:
+        raise ImageReadError(path, "too_large", f"{width}x{height} px: a side is above {MAX_SIDE:,} px")
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG or JPEG header without decoding, or None if not found."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[:2] != b"\xff\xd8":
         return None
@@ -64,16 +109,19 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 
 
 def decode_rgb(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to ``uint8[H, W, 3]`` RGB (see :func:`read_rgb`)."""
+    """Decode encoded image bytes to ``uint8[H, W, 3]`` RGB (see the module docstring and :func:`read_rgb`)."""
+    if not data:
+        raise ImageReadError(path, "unreadable", "empty file")
     if _looks_truncated(data):
-        raise ImageReadError(path, "truncated", "JPEG without end-of-image marker")
+        kind = "PNG without IEND chunk" if data[:8] == _PNG_SIGNATURE else "JPEG without end-of-image marker"
+        raise ImageReadError(path, "truncated", kind)
     size = header_size(data)
-    if size and size[0] * size[1] > MAX_PIXELS:
-        raise ImageReadError(path, "too_large", f"{size[0]}x{size[1]} px is above {MAX_PIXELS:,} pixels")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if size:
+        _check_size(path, *size)
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageReadError(path, "unreadable", "OpenCV could not decode it")
+        raise ImageReadError(path, "unreadable", "not an image OpenCV can decode")
+    _check_size(path, img.shape[1], img.shape[0])  # formats whose header is not parsed above
     if img.dtype == np.uint16:
         img = (img // 257).astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -81,13 +129,13 @@ def decode_rgb(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)  # drops the alpha channel (module docstring)
     elif img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     else:
         raise ImageReadError(path, "unreadable", f"{img.shape[2]} channels")
     if min(img.shape[:2]) < MIN_SIDE:
-        raise ImageReadError(path, "too_small", f"{img.shape[1]}x{img.shape[0]} px")
+        raise ImageReadError(path, "too_small", f"{img.shape[1]}x{img.shape[0]} px, under {MIN_SIDE} px")
     return np.ascontiguousarray(img)
 
 

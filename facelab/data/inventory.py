@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from facelab.config import PROFILES
+from facelab.errors import UnknownNameError
 from facelab.paths import DATASETS, DataNotFoundError, dataset_dir, prepared_dir
 
 
@@ -64,7 +65,7 @@ def dataset_counts(name: str, folder: str | os.PathLike) -> dict:
     if name == "rwmfd":
         return {"images": _count_files(folder, (".jpg", ".jpeg", ".png")),
                 "folders": sum(1 for p in folder.iterdir() if p.is_dir())}
-    raise KeyError(f"unknown dataset {name!r}")
+    raise UnknownNameError(f"unknown dataset {name!r}")
 
 
 def prepared_status(name: str) -> dict[str, dict]:

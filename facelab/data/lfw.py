@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelab.errors import DataError, MissingDataError, UnknownNameError
 from facelab.paths import dataset_dir
 
 IMAGES_FOLDER = "lfw-deepfunneled"
@@ -45,12 +46,12 @@ def parse_pairs(text: str, source: str = "<pairs>") -> list[LFWPair]:
     lines ``name i j`` followed by n mismatched lines ``name1 i name2 j``."""
     lines = [ln.split() for ln in text.splitlines() if ln.strip()]
     if not lines:
-        raise ValueError(f"{source}: empty pairs file")
+        raise DataError(f"{source}: empty pairs file")
     header = [int(v) for v in lines[0]]
     folds, n = (header[0], header[1]) if len(header) == 2 else (1, header[0])
     body = lines[1:]
     if len(body) != folds * 2 * n:
-        raise ValueError(f"{source}: header says {folds} folds x 2 x {n} pairs, file has {len(body)} lines")
+        raise DataError(f"{source}: header says {folds} folds x 2 x {n} pairs, file has {len(body)} lines")
     pairs: list[LFWPair] = []
     for i, parts in enumerate(body):
         fold, matched = divmod(i, 2 * n)[0], (i % (2 * n)) < n
@@ -62,7 +63,7 @@ def parse_pairs(text: str, source: str = "<pairs>") -> list[LFWPair]:
             else:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"{source}: line {i + 2} is not a {'matched' if matched else 'mismatched'} "
+            raise DataError(f"{source}: line {i + 2} is not a {'matched' if matched else 'mismatched'} "
                              f"pair: {' '.join(parts)!r}") from None
     return pairs
 
@@ -70,10 +71,10 @@ def parse_pairs(text: str, source: str = "<pairs>") -> list[LFWPair]:
 def read_pairs(view: str = "view2", data_root: str | os.PathLike | None = None) -> list[LFWPair]:
     """Read one of the protocol files (``view2``, ``dev_train``, ``dev_test``)."""
     if view not in PROTOCOL_FILES:
-        raise ValueError(f"unknown LFW view {view!r}: choose one of {', '.join(PROTOCOL_FILES)}")
+        raise UnknownNameError(f"unknown LFW view {view!r}: choose one of {', '.join(PROTOCOL_FILES)}")
     path = dataset_dir("lfw", data_root) / "protocol" / PROTOCOL_FILES[view]
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: copy the LFW protocol files (pairs.txt, pairsDevTrain.txt, "
+        raise MissingDataError(f"{path} is missing: copy the LFW protocol files (pairs.txt, pairsDevTrain.txt, "
                                 "pairsDevTest.txt) into DATA_ROOT/lfw/protocol/")
     return parse_pairs(path.read_text(), str(path))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.errors import DataError, MissingDataError
 from facelab.paths import dataset_dir, prepared_dir
 from facelab.fileio import atomic_write_text
 
@@ -118,7 +119,7 @@ def read_manifest(path: str | os.PathLike):
                                                                              if c not in text_cols})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: not a facelab manifest (missing columns {missing}); "
+        raise DataError(f"{path}: not a facelab manifest (missing columns {missing}); "
                          "rerun `python -m facelab data prepare`")
     return df
 
@@ -134,7 +135,7 @@ def boxes_of(df) -> np.ndarray:
     return df[list(BOX_COLUMNS)].to_numpy(np.float32)
 
 
-class NotPreparedError(FileNotFoundError):
+class NotPreparedError(MissingDataError):
     """A dataset has not been prepared for a profile; the message gives the command."""
 
     def __init__(self, dataset: str, profile: str, what: Path):

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facelab.errors import UnknownNameError
+
 #: Mask colours (RGB).
 MASK_COLOURS: dict[str, tuple[int, int, int]] = {
     "light_blue": (150, 200, 225),
@@ -82,7 +84,7 @@ def mask_polygon(landmarks: np.ndarray, style: str, jitter: np.ndarray | None = 
     ``jitter``: optional ``float[K, 2]`` offsets in face-frame units (shape variety).
     """
     if style not in MASK_STYLES:
-        raise ValueError(f"unknown mask style {style!r}: choose one of {', '.join(MASK_STYLES)}")
+        raise UnknownNameError(f"unknown mask style {style!r}: choose one of {', '.join(MASK_STYLES)}")
     origin, across, down = face_frame(landmarks)
     pts = np.array(MASK_STYLES[style], dtype=np.float64)
     if jitter is not None:
@@ -100,9 +102,9 @@ def add_mask(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
     style = style or str(rng.choice(sorted(MASK_STYLES)))
     colour = colour or str(rng.choice(sorted(MASK_COLOURS)))
     if style not in MASK_STYLES:
-        raise ValueError(f"unknown mask style {style!r}: choose one of {', '.join(MASK_STYLES)}")
+        raise UnknownNameError(f"unknown mask style {style!r}: choose one of {', '.join(MASK_STYLES)}")
     if colour not in MASK_COLOURS:
-        raise ValueError(f"unknown mask colour {colour!r}: choose one of {', '.join(MASK_COLOURS)}")
+        raise UnknownNameError(f"unknown mask colour {colour!r}: choose one of {', '.join(MASK_COLOURS)}")
     n = len(MASK_STYLES[style])
     poly = mask_polygon(landmarks, style, rng.normal(0.0, 0.03, size=(n, 2)))
     h, w = image.shape[:2]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -51,6 +50,7 @@ from facelab.data.manifest import (
     write_manifest,
 )
 from facelab.data.selection import ImageItem
+from facelab.errors import BusyError, DataError
 from facelab.paths import prepared_dir
 from facelab.fileio import atomic_write_text
 
@@ -81,7 +81,12 @@ class PrepareConfig:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _detect(detector, image: np.ndarray, config: PrepareConfig):
+def detect_with_retry(detector, image: np.ndarray, config: PrepareConfig):
+    """Step 2 of the module docstring on ``uint8[H, W, 3]`` RGB ``image``.
+
+    Returns ``(FaceDetections, pass)``: pass 1 (default thresholds), 2 (found only with the relaxed
+    retry) or 0 (no face in either pass; the detections are then empty).
+    """
     from facelab.data.detect import detect_faces_resized
 
     h, w = image.shape[:2]
@@ -103,67 +108,134 @@ def output_paths(item: ImageItem, config: PrepareConfig) -> tuple[str, str]:
     return f"aligned/{stem}{config.aligned_format}", f"loose/{stem}{config.loose_format}"
 
 
-def process_image(detector, item: ImageItem, image_path: str | os.PathLike, out_dir: str | os.PathLike,
-                  config: PrepareConfig) -> dict:
-    """Detect, align and crop one image; write its crops under ``out_dir``; return its manifest row.
+@dataclass
+class ImageOutcome:
+    """What steps 1-4 make of one image, before anything is written.
 
-    Never raises for a bad image: the row's ``status`` is ``rejected`` and ``reason`` says why.
+    Attributes:
+        reason: empty when accepted, else one of :data:`REJECT_REASONS` (but ``error``).
+        detail: a few words on a read failure (``JPEG without end-of-image marker``), else empty.
+        fields: manifest columns computed so far (size, detections, the subject's box and landmarks,
+            loose-crop geometry; see :data:`facelab.data.manifest.COLUMN_DOC`).
+        detections: every face found (``FaceDetections``), None when the image could not be read.
+        subject: index of the chosen face in ``detections``, or None.
+        aligned: ``uint8[S, S, 3]`` RGB aligned crop (``S = config.aligned_size``), or None.
+        loose: ``uint8[L, L, 3]`` RGB loose crop (``L = config.loose_size``), or None.
+    """
+
+    reason: str = ""
+    detail: str = ""
+    fields: dict = dataclasses.field(default_factory=dict)
+    detections: object = None
+    subject: int | None = None
+    aligned: np.ndarray | None = None
+    loose: np.ndarray | None = None
+
+
+def analyse_image(detector, image_path: str | os.PathLike, config: PrepareConfig) -> ImageOutcome:
+    """Read, detect, pick the subject, align and crop one image (steps 1-4); write nothing.
+
+    Never raises for a bad image: the outcome's ``reason`` says why it was rejected.
     """
     from facelab.data.align import align_face, loose_crop, square_box, template, warp_points
     from facelab.data.detect import select_face
-    from facelab.data.imageio import ImageReadError, read_rgb, write_image
+    from facelab.data.imageio import ImageReadError, read_rgb
 
-    row: dict = {"path": item.path, "dataset": item.dataset, "identity": item.identity, "name": item.name,
-                 "pose": item.pose, "split": item.split, "status": STATUS_REJECTED, "reason": "",
-                 "packed_index": -1, "key": config.key()}
+    out = ImageOutcome()
     try:
         image = read_rgb(image_path)
     except ImageReadError as err:
-        row["reason"] = err.reason
-        return row
-    row.update(width=image.shape[1], height=image.shape[0])
-    dets, number = _detect(detector, image, config)
-    row.update(n_faces=len(dets), detect_pass=number)
+        out.reason, out.detail = err.reason, err.detail
+        return out
+    f = out.fields
+    f.update(width=image.shape[1], height=image.shape[0])
+    dets, number = detect_with_retry(detector, image, config)
+    out.detections = dets
+    f.update(n_faces=len(dets), detect_pass=number)
     i = select_face(dets, image.shape)
     if i is None:
-        row["reason"] = "no_face"
-        return row
+        out.reason = "no_face"
+        return out
+    out.subject = i
     box, lms = dets.boxes[i].astype(np.float64), dets.landmarks[i].astype(np.float64)
-    row["score"] = float(dets.scores[i])
-    row.update(zip(("x1", "y1", "x2", "y2"), box.tolist()))
-    row.update(zip(LANDMARK_COLUMNS, lms.reshape(-1).tolist()))
+    f["score"] = float(dets.scores[i])
+    f.update(zip(("x1", "y1", "x2", "y2"), box.tolist()))
+    f.update(zip(LANDMARK_COLUMNS, lms.reshape(-1).tolist()))
     try:
         if not np.isfinite(lms).all():
             raise ValueError("non-finite landmarks")
         aligned, m = align_face(image, lms, config.aligned_size)
     except ValueError:
-        row["reason"] = "bad_landmarks"
-        return row
-    row["align_rms"] = float(np.sqrt(((warp_points(lms, m) - template(config.aligned_size)) ** 2).sum(1).mean()))
+        out.reason = "bad_landmarks"
+        return out
+    f["align_rms"] = float(np.sqrt(((warp_points(lms, m) - template(config.aligned_size)) ** 2).sum(1).mean()))
     loose, lm = loose_crop(image, box, config.loose_scale, config.loose_size)
+    # The pixel box loose_crop resized (image[y1:y2, x1:x2], padded where it leaves the image).
+    f.update(zip(LOOSE_BOX_COLUMNS, np.round(square_box(box, config.loose_scale)).tolist()))
+    f.update(zip(LOOSE_LANDMARK_COLUMNS, warp_points(lms, lm).reshape(-1).tolist()))
+    out.aligned, out.loose = aligned, loose
+    return out
+
+
+def process_image(detector, item: ImageItem, image_path: str | os.PathLike, out_dir: str | os.PathLike,
+                  config: PrepareConfig) -> dict:
+    """Detect, align and crop one image (:func:`analyse_image`); write its crops under ``out_dir``;
+    return its manifest row.
+
+    Never raises for a bad image: the row's ``status`` is ``rejected`` and ``reason`` says why.
+    """
+    from facelab.data.imageio import write_image
+
+    row: dict = {"path": item.path, "dataset": item.dataset, "identity": item.identity, "name": item.name,
+                 "pose": item.pose, "split": item.split, "status": STATUS_REJECTED, "reason": "",
+                 "packed_index": -1, "key": config.key()}
+    outcome = analyse_image(detector, image_path, config)
+    row.update(outcome.fields)
+    if outcome.reason:
+        row["reason"] = outcome.reason
+        return row
     aligned_rel, loose_rel = output_paths(item, config)
     out_dir = Path(out_dir)
-    write_image(out_dir / aligned_rel, aligned, config.jpeg_quality)
-    write_image(out_dir / loose_rel, loose, config.jpeg_quality)
-    # The pixel box loose_crop resized (image[y1:y2, x1:x2], padded where it leaves the image).
-    row.update(zip(LOOSE_BOX_COLUMNS, np.round(square_box(box, config.loose_scale)).tolist()))
-    row.update(zip(LOOSE_LANDMARK_COLUMNS, warp_points(lms, lm).reshape(-1).tolist()))
+    write_image(out_dir / aligned_rel, outcome.aligned, config.jpeg_quality)
+    write_image(out_dir / loose_rel, outcome.loose, config.jpeg_quality)
     row.update(status=STATUS_OK, aligned=aligned_rel, loose=loose_rel)
     return row
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run the block with one torch thread, restoring the caller's count after.
+
+    Detection results do not depend on the number of processes this way (every worker of the
+    pool runs one thread, and so does a run in this process).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # Per-process state of the worker pool (set by the initializer).
 _WORKER: dict = {}
 
 
-def _init_worker(config: PrepareConfig) -> None:
-    import torch
-
+def _load_detector(config: PrepareConfig) -> None:
     from facelab.data.detect import load_mtcnn
+
+    _WORKER.update(detector=load_mtcnn("cpu", config.min_face_size, config.thresholds), config=config)
+
+
+def _init_worker(config: PrepareConfig) -> None:
+    """Initializer of a pool worker process (its torch thread count is its own to set)."""
+    import torch
 
     # One thread per worker: parallelism comes from processes, and results do not depend on it.
     torch.set_num_threads(1)
-    _WORKER.update(detector=load_mtcnn("cpu", config.min_face_size, config.thresholds), config=config)
+    _load_detector(config)
 
 
 def _work(job: tuple[ImageItem, str, str]) -> dict:
@@ -197,17 +269,11 @@ class DetectorPool:
         if not jobs:
             return
         if self.workers == 1 or len(jobs) < 8:
-            import torch
-
-            threads = torch.get_num_threads()
-            if "detector" not in _WORKER or _WORKER["config"] != self.config:
-                _init_worker(self.config)
-            torch.set_num_threads(1)
-            try:
+            with one_torch_thread():
+                if "detector" not in _WORKER or _WORKER["config"] != self.config:
+                    _load_detector(self.config)
                 for job in jobs:
                     yield _work(job)
-            finally:
-                torch.set_num_threads(threads)
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
@@ -251,15 +317,24 @@ def read_journal(folder: Path, config: PrepareConfig) -> dict[str, dict]:
     return out
 
 
+LOCK_FILE = ".prepare.lock"
+
+
 @contextlib.contextmanager
 def _lock(folder: Path):
+    """Hold ``folder``'s lock (an OS file lock: released by the kernel even if the process is killed)."""
+    from filelock import FileLock, Timeout
+
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".prepare.lock").open("w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another `facelab data prepare` is writing {folder}; wait for it to finish") from None
+    lock = FileLock(folder / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise BusyError(f"another `facelab data prepare` is writing {folder}; wait for it to finish") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def _dir_bytes(folder: Path) -> int:
@@ -268,17 +343,21 @@ def _dir_bytes(folder: Path) -> int:
 
 def _pack(rows: list[dict], folder: Path, target: Path, size: int, progress: bool) -> None:
     """Write ``uint8[N, size, size, 3]`` of the accepted rows' aligned crops atomically."""
-    import cv2
     from tqdm.auto import tqdm
+
+    from facelab.data.imageio import ImageReadError, read_rgb
 
     ok = [r for r in rows if r["status"] == STATUS_OK]
     tmp = target.with_name(f".{target.name}.tmp")
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ok), size, size, 3))
     for r in tqdm(ok, desc=f"pack {target.name}", disable=not progress or len(ok) < 500, leave=False):
-        bgr = cv2.imread(str(folder / r["aligned"]), cv2.IMREAD_COLOR)
-        if bgr is None or bgr.shape[:2] != (size, size):
-            raise RuntimeError(f"{folder / r['aligned']} is damaged: delete it and rerun prepare")
-        arr[r["packed_index"]] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            rgb = read_rgb(folder / r["aligned"])
+        except ImageReadError:
+            rgb = None
+        if rgb is None or rgb.shape[:2] != (size, size):
+            raise DataError(f"{folder / r['aligned']} is damaged: delete it and rerun prepare")
+        arr[r["packed_index"]] = rgb
     arr.flush()
     del arr
     os.replace(tmp, target)

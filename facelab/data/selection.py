@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 
 from facelab.config import check_profile
+from facelab.errors import UnknownNameError
 from facelab.paths import DATASETS
 
 #: View 2 pairs per fold scored at smoke (matched + mismatched), as in getting_started.
@@ -109,4 +110,4 @@ def select_images(dataset: str, profile: str, data_root: str | os.PathLike | Non
         return _lfw_items(profile, data_root)
     if dataset == "cfp":
         return _cfp_items(profile, data_root)
-    raise ValueError(f"no face selection for dataset {dataset!r}: choose one of {', '.join(FACE_DATASETS)}")
+    raise UnknownNameError(f"no face selection for dataset {dataset!r}: choose one of {', '.join(FACE_DATASETS)}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.errors import DataError, MissingDataError
 from facelab.paths import dataset_dir
 
 IMAGES_FOLDER = "WIDER_val/images"
@@ -52,17 +53,17 @@ def parse_gt(text: str, source: str = "<wider gt>") -> list[WiderImage]:
     while i < len(lines):
         path = lines[i]
         if not path.lower().endswith((".jpg", ".jpeg", ".png")):
-            raise ValueError(f"{source}: expected an image path at entry {len(out) + 1}, got {path!r}")
+            raise DataError(f"{source}: expected an image path at entry {len(out) + 1}, got {path!r}")
         try:
             n = int(lines[i + 1])
         except (IndexError, ValueError):
-            raise ValueError(f"{source}: {path}: the line after the path must be the face count") from None
+            raise DataError(f"{source}: {path}: the line after the path must be the face count") from None
         rows = lines[i + 2:i + 2 + max(n, 1)]
         boxes, blur, invalid = [], [], []
         for row in rows[:n] if n else []:
             v = row.split()
             if len(v) < 5:
-                raise ValueError(f"{source}: {path}: face line {row!r} has fewer than 5 values (x y w h blur)")
+                raise DataError(f"{source}: {path}: face line {row!r} has fewer than 5 values (x y w h blur)")
             x, y, w, h = (float(t) for t in v[:4])
             boxes.append((x, y, x + w, y + h))
             blur.append(int(float(v[4])))
@@ -78,7 +79,7 @@ def read_gt(data_root: str | os.PathLike | None = None) -> list[WiderImage]:
     """Ground truth of the WIDER FACE validation images present under the data root."""
     path = dataset_dir("widerface", data_root) / SUBSET_GT
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: put the WIDER FACE ground truth (wider_face_val_bbx_gt.txt "
+        raise MissingDataError(f"{path} is missing: put the WIDER FACE ground truth (wider_face_val_bbx_gt.txt "
                                 f"format) there")
     return parse_gt(path.read_text(), str(path))
 

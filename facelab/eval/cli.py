@@ -18,25 +18,27 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.errors import DataError, MissingDataError
+
 REQUIRED_COLUMNS = ("score", "label", "fold")
 
 
 def read_scores_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores [N] float, labels [N] int, folds [N] int) from a score CSV; ValueError naming
-    the file and line on anything malformed."""
+    the file and line on anything malformed (a :class:`~facelab.errors.DataError`, a ValueError)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such file (expected a CSV with columns score,label,fold)")
+        raise MissingDataError(f"{path}: no such file (expected a CSV with columns score,label,fold)")
     scores, labels, folds = [], [], []
     try:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
             header = [c.strip() for c in (reader.fieldnames or [])]
             if not header:
-                raise ValueError(f"{path}: the file is empty (expected a header line score,label,fold)")
+                raise DataError(f"{path}: the file is empty (expected a header line score,label,fold)")
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
+                raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header must name "
                                  f"score,label,fold (found: {','.join(header)})")
             reader.fieldnames = header
             for row in reader:
@@ -45,25 +47,25 @@ def read_scores_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
                 try:
                     s = float(values["score"])
                 except ValueError:
-                    raise ValueError(f"{path} line {line}: score {values['score']!r} is not a number") from None
+                    raise DataError(f"{path} line {line}: score {values['score']!r} is not a number") from None
                 if not math.isfinite(s):
-                    raise ValueError(f"{path} line {line}: score {values['score']!r} is not finite")
+                    raise DataError(f"{path} line {line}: score {values['score']!r} is not finite")
                 if values["label"] not in ("0", "1", "0.0", "1.0"):
-                    raise ValueError(f"{path} line {line}: label {values['label']!r} must be 1 (genuine) "
+                    raise DataError(f"{path} line {line}: label {values['label']!r} must be 1 (genuine) "
                                      "or 0 (impostor)")
                 try:
                     k = int(values["fold"])
                 except ValueError:
-                    raise ValueError(f"{path} line {line}: fold {values['fold']!r} is not an integer") from None
+                    raise DataError(f"{path} line {line}: fold {values['fold']!r} is not an integer") from None
                 scores.append(s)
                 labels.append(int(float(values["label"])))
                 folds.append(k)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text CSV file") from None
+        raise DataError(f"{path}: not a text CSV file") from None
     except csv.Error as err:
-        raise ValueError(f"{path}: malformed CSV ({err})") from None
+        raise DataError(f"{path}: malformed CSV ({err})") from None
     if not scores:
-        raise ValueError(f"{path}: no data rows after the header")
+        raise DataError(f"{path}: no data rows after the header")
     return np.array(scores), np.array(labels), np.array(folds)
 
 
@@ -83,10 +85,10 @@ def _cmd_verification(args: argparse.Namespace) -> int:
     scores, labels, folds = read_scores_csv(args.scores)
     n_gen, n_imp = int(labels.sum()), int((labels == 0).sum())
     if n_gen == 0 or n_imp == 0:
-        raise ValueError(f"{args.scores}: need both genuine and impostor pairs (found {n_gen} genuine, "
+        raise DataError(f"{args.scores}: need both genuine and impostor pairs (found {n_gen} genuine, "
                          f"{n_imp} impostor)")
     if np.unique(folds).size < 2:
-        raise ValueError(f"{args.scores}: k-fold accuracy needs at least 2 distinct fold ids (found "
+        raise DataError(f"{args.scores}: k-fold accuracy needs at least 2 distinct fold ids (found "
                          f"{np.unique(folds).size})")
     report = verification_report(scores, labels, folds, far_targets=args.far, tar_method=args.tar_method,
                                  eer_method=args.eer_method)

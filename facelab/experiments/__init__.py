@@ -25,6 +25,7 @@ from typing import Any
 from facelab.chapters import CHAPTERS
 from facelab.codedeps import module_file, track_modules
 from facelab.config import PROFILES, check_device, check_profile
+from facelab.errors import MissingDataError, UnknownNameError
 from facelab.paths import cache_root, results_root
 from facelab.results import Result, load_result, make_provenance, result_filename, save_result, staleness
 
@@ -92,7 +93,7 @@ def list_experiments() -> list[str]:
 def get_experiment(name: str) -> Experiment:
     _load()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
@@ -179,7 +180,7 @@ def load_or_run(name: str, profile: str, ctx: RunContext, *, retrain: bool = Fal
         reasons = staleness(result, config=_key(exp.configure(profile), ctx.seed))
         return Outcome(result, "stale" if reasons else "loaded", reasons, path)
     if not retrain and not run_if_missing:
-        raise FileNotFoundError(f"no stored result {path}: run `python -m facelab run {name} --profile {profile}`")
+        raise MissingDataError(f"no stored result {path}: run `python -m facelab run {name} --profile {profile}`")
     result = run_experiment(name, profile, ctx, results_dir)
     return Outcome(result, "ran", [], path)
 

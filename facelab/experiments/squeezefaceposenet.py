@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facelab import chapters
+from facelab.errors import DataError
 from facelab.config import check_profile
 from facelab.experiments import Experiment, RunContext, register_experiment
 
@@ -398,7 +399,7 @@ def _cfp_descriptors(model, cfp_set, rows: list[int], config: TrainEvalConfig, c
     session = onnx_export.onnx_session(path, threads=torch.get_num_threads())
     check = onnx_export.check_onnx(desc_model, session, shape, seed=ctx.seed)
     if not check.ok:
-        raise ValueError(f"ONNX Runtime descriptors differ from PyTorch's ({check.max_abs_diff:.3g}): use "
+        raise DataError(f"ONNX Runtime descriptors differ from PyTorch's ({check.max_abs_diff:.3g}): use "
                          "embed_runtime='torch'")
     out = [session.run(None, {onnx_export.INPUT_NAME: x.numpy()})[0]
            for x, _ in tqdm(DataLoader(faces, batch_size=64), desc="embed (onnxruntime)", disable=not ctx.progress)]
@@ -459,7 +460,7 @@ def run_train(config: TrainEvalConfig, ctx: RunContext):
     pool = _training_pool(config, lfw_set, ctx.data_root)
     stages = _select(config, pool)
     if not any(stages.values()):
-        raise ValueError(f"no LFW training identity with >= {config.min_images} images in the prepared "
+        raise DataError(f"no LFW training identity with >= {config.min_images} images in the prepared "
                          f"{config.data_profile!r} set: prepare more data (python -m facelab data prepare "
                          f"--profile {config.data_profile} --datasets lfw)")
     torch.manual_seed(ctx.seed)  # initial weights
@@ -483,7 +484,7 @@ def run_train(config: TrainEvalConfig, ctx: RunContext):
     if config.eval_users is not None:
         layout = {u: layout[u] for u in sorted(layout)[: config.eval_users]}
     if len(layout) < 2:
-        raise ValueError(f"only {len(layout)} CFP users have >= 2 frontal and >= 2 profile images in the prepared "
+        raise DataError(f"only {len(layout)} CFP users have >= 2 frontal and >= 2 profile images in the prepared "
                          f"{config.data_profile!r} set: run python -m facelab data prepare --profile "
                          f"{config.data_profile} --datasets cfp")
     used = {i for u in layout.values() for imgs in u.values() for i in imgs}

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facelab import chapters
+from facelab.errors import DataError
 from facelab.experiments import Experiment, RunContext, register_experiment
 
 CH = chapters.get("stn_alignment")
@@ -209,7 +210,7 @@ def cfp_training_rows(prepared, data_root, *, n_identities: int | None, min_imag
     if n_identities is not None:
         chosen = chosen[:n_identities]
     if not chosen:
-        raise ValueError("no CFP identity with enough prepared images: run "
+        raise DataError("no CFP identity with enough prepared images: run "
                          f"`python -m facelab data prepare --profile {prepared.profile} --datasets cfp`")
     rows = np.flatnonzero(np.isin(ids, chosen))
     return rows, chosen, len(split.excluded)
