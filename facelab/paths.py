@@ -9,9 +9,9 @@ Resolution order for the data root, first match wins:
 1. an explicit ``data_root`` argument (a notebook parameter or ``--data-root``);
 2. the ``FACELAB_DATA`` environment variable;
 3. the user cache, ``$FACELAB_CACHE/data`` (default ``~/.cache/facelab/data``), which is
-   where ``python data_scripts/<dataset>.py fetch`` puts what it downloads;
-4. as a last resort, a download into the user cache (only for datasets with a public
-   source, and only when the caller asks for it with ``download=True``).
+   where ``python -m facelab data fetch NAME`` (or ``python data_scripts/<dataset>.py fetch``)
+   puts what it downloads. Nothing is downloaded implicitly: fetching is its own step
+   (:mod:`facelab.data.fetch`).
 
 When a dataset is found nowhere, :class:`DataNotFoundError` names the dataset, where to
 get it and which command prepares it.
@@ -145,12 +145,12 @@ def data_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
     return roots
 
 
-def dataset_dir(name: str, data_root: str | os.PathLike | None = None, *, download: bool = False) -> Path:
+def dataset_dir(name: str, data_root: str | os.PathLike | None = None) -> Path:
     """The folder of dataset ``name`` (e.g. ``<root>/lfw``).
 
     Raises:
         UnknownNameError: ``name`` is not a known dataset (a KeyError).
-        DataNotFoundError: the dataset is under no data root (and could not be downloaded).
+        DataNotFoundError: the dataset is under no data root; its message names the fetch command.
     """
     if name not in DATASETS:
         raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
@@ -160,10 +160,6 @@ def dataset_dir(name: str, data_root: str | os.PathLike | None = None, *, downlo
         folder = root / info.folder
         if (folder / info.marker).exists():
             return folder
-    if download and not info.gated:
-        from facelab.data.fetch import fetch_dataset
-
-        return fetch_dataset(name, cache_root() / "data")
     raise DataNotFoundError(name, roots)
 
 

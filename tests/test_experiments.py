@@ -84,3 +84,25 @@ def test_registered_experiments_configure_every_profile():
         exp = experiments.get_experiment(name)
         for profile in ("smoke", "small", "full"):
             exp.configure(profile)
+
+
+def test_a_run_leaves_the_callers_rng_and_grad_mode_alone(tmp_path, isolated_cache):
+    import torch
+
+    def seeding_run(config, ctx):
+        torch.manual_seed(123)  # experiments seed their initial weights
+        assert torch.is_grad_enabled()  # and train, whatever mode the caller is in
+        return {"x": float(torch.rand(()))}, {}, None
+
+    exp = Experiment(name="test.seeding", chapter="99_test", description="seeds", configure=lambda p: ToyConfig(1),
+                     run=seeding_run)
+    experiments._REGISTRY[exp.name] = exp
+    try:
+        state = torch.get_rng_state()
+        with torch.no_grad():
+            first = experiments.run_experiment("test.seeding", "smoke", RunContext(), tmp_path)
+        assert torch.equal(torch.get_rng_state(), state) and torch.is_grad_enabled()
+        again = experiments.run_experiment("test.seeding", "smoke", RunContext(), tmp_path)
+        assert first.metrics == again.metrics
+    finally:
+        del experiments._REGISTRY[exp.name]

@@ -36,10 +36,14 @@ def test_missing_dataset_message_names_dataset_source_and_command(tmp_path, monk
     assert str(tmp_path / "nowhere") in msg
 
 
-def test_gated_dataset_is_never_downloaded(tmp_path, monkeypatch, isolated_cache):
+def test_finding_a_dataset_never_downloads_it(tmp_path, monkeypatch, isolated_cache):
+    """Looking a dataset up has no network side effect (even a public one): the message names the
+    fetch step instead, which is the only place that downloads (facelab.data.fetch)."""
     monkeypatch.setenv("FACELAB_DATA", str(tmp_path))
-    with pytest.raises(paths.DataNotFoundError):
-        paths.dataset_dir("widerface", download=True)
+    for name in ("lfw", "widerface"):
+        with pytest.raises(paths.DataNotFoundError, match=f"data_scripts/{name}.py fetch"):
+            paths.dataset_dir(name)
+    assert not (isolated_cache / "data").exists()
 
 
 def test_unknown_dataset():

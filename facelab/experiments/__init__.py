@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from facelab.chapters import CHAPTERS
 from facelab.codedeps import module_file, track_modules
 from facelab.config import PROFILES, check_device, check_profile
@@ -108,6 +110,12 @@ def stale_reasons(result: Result) -> list[str]:
     return staleness(result, config=_key(exp.configure(result.profile), result.seed))
 
 
+def _isolated_rng(device: str):
+    """torch's global RNG (CPU, and the run's GPU) forked for the duration of a run."""
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    return torch.random.fork_rng(devices=devices)
+
+
 def run_experiment(name: str, profile: str, ctx: RunContext, results_dir: str | Path | None = None,
                    save: bool = True) -> Result:
     """Run experiment ``name`` at ``profile`` and (by default) store its result."""
@@ -115,7 +123,8 @@ def run_experiment(name: str, profile: str, ctx: RunContext, results_dir: str | 
     check_profile(profile)
     check_device(ctx.device)
     started = time.time()
-    with track_modules() as used:
+    # The run may seed torch and needs gradients; the caller's RNG state and grad mode are restored after it.
+    with _isolated_rng(ctx.device), torch.enable_grad(), track_modules() as used:
         config = exp.configure(profile)
         metrics, arrays, manifest_hash = exp.run(config, ctx)
     finished = time.time()

@@ -284,7 +284,6 @@ def run_localization(config: LocalizationMSEConfig, ctx: RunContext):
     x_val = to_float(read_loose_crops(prepared, val_rows, config.crop_size, ctx.progress))
     y_train = torch.from_numpy(normalised_landmarks(prepared, train_rows))
     y_val = torch.from_numpy(normalised_landmarks(prepared, val_rows))
-    torch.set_grad_enabled(True)
 
     def evaluate(net, x, y):
         net.eval()
@@ -414,7 +413,6 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
     from facelab.train.grad_clip import clip_grad_norm_per_tensor
     from facelab.train.loop import TrainConfig, fit
 
-    torch.set_grad_enabled(True)
     # --- training data: CFP loose crops
     cfp_set = load_prepared("cfp", config.data_profile)
     rows, identities, n_excluded = cfp_training_rows(cfp_set, ctx.data_root, n_identities=config.n_identities,
