@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from facelab import __version__
 from facelab.paths import DataNotFoundError
+from facelab.teachers import TeacherUnavailableError
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
@@ -41,7 +42,7 @@ def run_guarded(func: Callable[[argparse.Namespace], int | None], args: argparse
     """Run a command function, turning the expected failures into one line on stderr."""
     try:
         return int(func(args) or 0)
-    except DataNotFoundError as err:
+    except (DataNotFoundError, TeacherUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (ValueError, KeyError) as err:

@@ -30,6 +30,7 @@ _MODULES = (
     "facelab.experiments.getting_started",
     "facelab.experiments.squeezefaceposenet",
     "facelab.experiments.stn_alignment",
+    "facelab.experiments.teachers",
 )
 
 
