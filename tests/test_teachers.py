@@ -184,6 +184,7 @@ def test_sface_teacher_equals_opencv_on_real_crops(sface_paths, smoke_crops, tmp
     # A memory-mapped subset in a chosen order, and float input on the same scale, give the same rows.
     np.testing.assert_allclose(teacher.embed(crops, rows=[5, 0]), ours[[5, 0]], atol=1e-6)
     np.testing.assert_allclose(teacher.embed(crops[:3].astype(np.float32)), ours[:3], atol=1e-6)
+    np.testing.assert_allclose(teacher.embed(crops, rows=[2], flip=True), teacher.embed(crops[2:3, :, ::-1]), atol=1e-6)
     # Channel order matters: BGR crops give other embeddings (the check that the input is RGB).
     assert np.mean(np.sum(teacher.embed(np.ascontiguousarray(crops[:, :, :, ::-1])) * ours, axis=1)) < 0.99
 

@@ -115,7 +115,8 @@ class Teacher(ABC):
         """``[B, 112, 112, 3]`` RGB crops (uint8 or float 0-255, in memory) -> ``float32[B, 128]``
         raw (unnormalised) embeddings."""
 
-    def embed(self, images: Any, *, rows: Any = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def embed(self, images: Any, *, rows: Any = None, flip: bool = False, batch_size: int = 64,
+              progress: bool = False) -> np.ndarray:
         """Embed aligned crops in batches.
 
         Args:
@@ -123,6 +124,7 @@ class Teacher(ABC):
                 a memory map (``prepared.aligned``) is read ``batch_size`` rows at a time.
             rows: optional ``int[M]`` indices into ``images``: embed only those rows, in that order
                 (reads only them from a memory map).
+            flip: embed the horizontally mirrored crops instead (the flip augmentation's targets).
             batch_size: crops per forward pass (memory, not results: outputs do not depend on it
                 beyond float32 rounding).
             progress: show a progress bar.
@@ -144,6 +146,8 @@ class Teacher(ABC):
                           disable=not progress or n == 0):
             stop = min(start + batch_size, n)
             batch = images[start:stop] if index is None else images[index[start:stop]]
+            if flip:
+                batch = batch[:, :, ::-1]
             out[start:stop] = self._embed_batch(np.ascontiguousarray(batch))
         return l2_normalize(out)
 
