@@ -106,8 +106,8 @@ def test_folded_weights_equal_a_plain_numpy_dequantization(sface_paths):
             a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
             q, scale, zero = (consts[n] for n in node.input)
             axis, block = a["axis"], a["block_size"]
-            dq = (q.astype(np.float32) - np.repeat(zero, block, axis=axis).astype(np.float32)) * np.repeat(scale, block, axis=axis)
-            consts[node.output[0]] = dq
+            zero, scale = np.repeat(zero, block, axis=axis), np.repeat(scale, block, axis=axis)
+            consts[node.output[0]] = (q.astype(np.float32) - zero.astype(np.float32)) * scale
         elif node.op_type == "Reshape" and node.input[0] in consts:
             consts[node.output[0]] = consts[node.input[0]].reshape(consts[node.input[1]])
     converted = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(dst)).graph.initializer}

@@ -155,7 +155,8 @@ def _graph_constants(model) -> dict[str, np.ndarray]:
     for node in model.graph.node:
         if node.op_type == "Constant":
             value = helper.get_attribute_value(node.attribute[0])
-            consts[node.output[0]] = numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
+            is_tensor = isinstance(value, TensorProto)
+            consts[node.output[0]] = numpy_helper.to_array(value) if is_tensor else np.asarray(value)
     return consts
 
 
@@ -202,7 +203,8 @@ def sface_weights_from_onnx(path: str | os.PathLike) -> tuple[dict[str, torch.Te
         elif node.op_type == "PRelu":
             sd[f"features.{out.removesuffix('_relu')}.prelu.weight"] = const(node.input[1]).reshape(-1)
         elif node.op_type == "Gemm":
-            if a.get("transB", 0) != 1 or a.get("transA", 0) != 0 or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+            plain = (a.get("transA", 0), a.get("transB", 0), a.get("alpha", 1.0), a.get("beta", 1.0)) == (0, 1, 1.0, 1.0)
+            if not plain:  # y = x @ W.T + b, as nn.Linear computes it
                 raise ValueError(f"{path}: unexpected Gemm attributes {a}")
             sd["pre_fc1.weight"], sd["pre_fc1.bias"] = const(node.input[1]), const(node.input[2])
         elif node.op_type in ("Sub", "Mul"):
@@ -225,7 +227,8 @@ def _check_geometry(model: SFaceNet, attrs: dict[str, dict]) -> list[str]:
             if m is None:
                 problems.append(f"{name}: in the graph, not in the module")
                 continue
-            got = {"stride": tuple(m.stride), "padding": tuple(m.padding), "groups": m.groups, "bias": m.bias is not None}
+            got = {"stride": tuple(m.stride), "padding": tuple(m.padding), "groups": m.groups,
+                   "bias": m.bias is not None}
             if got != a:
                 problems.append(f"{name}: module {got} != graph {a}")
         elif "eps" in a:
