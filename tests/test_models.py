@@ -48,6 +48,7 @@ def test_registry_has_the_paper_models():
         "squeezefaceposenet", "squeezefaceposenet_gdc", "squeezefaceposenet_dwc", "squeezefaceposenet_dwc_gdc",
         "resnet50", "se_resnet50",
         "stn_resnet_identity", "stn_resnet_similarity", "stn_resnet_affine", "stn_resnet_projective",
+        "sface", "mobilefacenet",
     }
     assert expected <= set(MODELS)
 

@@ -83,3 +83,35 @@ class DepthwiseSeparableConv(nn.Sequential):
         super().__init__()
         for name, layer in layers.items():
             self.add_module(name, layer)
+
+
+class ConvBNPReLU(nn.Sequential):
+    """``Conv2d (no bias) -> BatchNorm2d -> PReLU`` with one slope per channel (``prelu=False``: no activation).
+
+    ``(B, in, H, W) -> (B, out, H', W')``; ``groups=in_channels=out_channels`` makes the conv depthwise.
+    The face networks built from MobileNets (MobileFaceNets, SFace's network) use this block: PReLU
+    instead of ReLU, channel-wise. Children: ``conv``, ``bn``, ``prelu`` (named, so pretrained weights
+    map onto them by name). ``bn_eps`` is BatchNorm's epsilon (PyTorch 1e-5; MXNet-trained models
+    use 1e-3 or 2e-5 and need theirs to reproduce their outputs).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        groups: int = 1,
+        prelu: bool = True,
+        bn_eps: float = 1e-5,
+    ) -> None:
+        if padding is None:
+            padding = (kernel_size - 1) // 2
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps)
+        if prelu:
+            self.prelu = nn.PReLU(out_channels)

@@ -3,3 +3,5 @@
 from facelab.models import squeezefaceposenet  # noqa: F401
 from facelab.models import resnet_baselines  # noqa: F401
 from facelab.models import stn  # noqa: F401
+from facelab.models import sface  # noqa: F401
+from facelab.models import mobilefacenet  # noqa: F401
