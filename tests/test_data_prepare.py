@@ -394,3 +394,41 @@ def test_an_unexpected_error_is_recorded_not_fatal(monkeypatch, tmp_path):
     monkeypatch.setitem(prepare._WORKER, "config", prepare.PrepareConfig())
     row = prepare._work((_item("P/x.jpg", "P"), str(tmp_path / "x.jpg"), str(tmp_path)))
     assert row["status"] == "rejected" and row["reason"] == "error" and "error" in prepare.RETRIED_REASONS
+
+
+@needs_data
+def test_a_tight_face_crop_is_detected_again_with_room_around_it(detector, tmp_path):
+    """CFP's images are little more than the face; MTCNN misplaces the landmarks of a face that fills
+    the image. Cut such tight crops out of LFW images (where the face has context, so the landmarks
+    found on the whole image are the reference): re-detecting on the padded crop puts the landmarks
+    back where they are, without it they are off."""
+    from facelab.data.detect import detect_faces, select_face
+
+    src = os.path.join(data_root, "lfw", "lfw-deepfunneled")
+    names = sorted(os.listdir(src))[:28:4]
+    errors = {True: [], False: []}
+    for name in names:
+        image = imageio.read_rgb(os.path.join(src, name, sorted(os.listdir(os.path.join(src, name)))[0]))
+        dets = detect_faces(detector, image)
+        i = select_face(dets, image.shape)
+        if i is None:
+            continue
+        x1, y1, x2, y2 = dets.boxes[i]
+        # a tight crop: the top half of the box's height, sides trimmed into the face
+        cx, cy, s = (x1 + x2) / 2, (y1 + y2) / 2, 0.45 * (x2 - x1)
+        top, left = int(max(0, cy - s)), int(max(0, cx - s))
+        crop = image[top:int(cy + s), left:int(cx + s)]
+        path = tmp_path / f"{name}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        truth = dets.landmarks[i] - np.array([left, top], np.float32)
+        for padded in (True, False):
+            config = prepare.PrepareConfig(tight_pad=0.5 if padded else 0.0)
+            out = prepare.analyse_image(detector, path, config)
+            if out.reason:
+                continue
+            assert out.fields["detect_padded"] == int(padded)
+            found = np.array([out.fields[c] for c in manifest.LANDMARK_COLUMNS]).reshape(5, 2)
+            errors[padded].append(float(np.linalg.norm(found - truth, axis=1).mean()))
+    print({k: np.round(v, 1).tolist() for k, v in errors.items()})
+    assert len(errors[True]) >= 5
+    assert np.median(errors[True]) < 4.0 and np.median(errors[True]) < np.median(errors[False])

@@ -294,6 +294,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     p.set_defaults(func=cmd_align)
 
+    p = dsub.add_parser("teachers", help="teacher embeddings of every prepared crop and its mirror (cached)",
+                        description="Embed every accepted crop of the prepared sets (and its horizontal flip) with "
+                                    "a packaged teacher and keep the embeddings in the user cache, where the "
+                                    "distillation experiments read them (facelab.teachers.targets). Resumable: an "
+                                    "interrupted run continues where it stopped; finished rows are never redone.")
+    p.add_argument("--profile", default="small", choices=PROFILES)
+    p.add_argument("--teacher", default="sface", help="sface (default) or dlib")
+    p.add_argument("--datasets", default="lfw,cfp", metavar="A,B", help="prepared datasets (default lfw,cfp)")
+    p.add_argument("--threads", type=int, default=0, help="teacher threads (default: every core)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_teachers)
+
+
+def cmd_teachers(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from facelab.config import check_profile
+    from facelab.data.manifest import load_prepared
+    from facelab.teachers import load_teacher
+    from facelab.teachers.targets import cached_rows, teacher_targets
+
+    check_profile(args.profile)
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ("lfw", "cfp")]
+    if unknown:
+        raise UsageError(f"teacher targets are made of aligned face crops: choose from lfw, cfp (not {', '.join(unknown)})")
+    kwargs = {"threads": args.threads or os.cpu_count() or 1} if args.teacher == "sface" else {}
+    teacher = load_teacher(args.teacher, **kwargs)
+    for name in names:
+        prepared = load_prepared(name, args.profile)
+        before, t0 = cached_rows(prepared, teacher), time.time()
+        teacher_targets(prepared, teacher, progress=not args.no_progress)
+        seconds = time.time() - t0
+        done = len(prepared) - before
+        rate = f", {1e3 * seconds / (2 * done):.1f} ms per crop" if done else ""
+        print(f"{name} ({args.profile}): {teacher.name} targets of {len(prepared):,} crops and their mirrors; "
+              f"{done:,} computed now, {before:,} were cached ({seconds:.0f} s{rate})")
+    return 0
+
 
 def script_main(name: str, argv: list[str] | None = None) -> int:
     """Entry point of ``data_scripts/<name>.py fetch|prepare`` (``name`` may be ``all``)."""

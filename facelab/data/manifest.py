@@ -37,7 +37,7 @@ LOOSE_BOX_COLUMNS = ("loose_x1", "loose_y1", "loose_x2", "loose_y2")
 
 COLUMNS: tuple[str, ...] = (
     "path", "dataset", "identity", "name", "pose", "split", "status", "reason",
-    "width", "height", "n_faces", "detect_pass", "score", *BOX_COLUMNS, *LANDMARK_COLUMNS,
+    "width", "height", "n_faces", "detect_pass", "detect_padded", "score", *BOX_COLUMNS, *LANDMARK_COLUMNS,
     "align_rms", "aligned", "loose", *LOOSE_BOX_COLUMNS, *LOOSE_LANDMARK_COLUMNS, "packed_index",
 )
 
@@ -55,6 +55,7 @@ COLUMN_DOC: dict[str, str] = {
     "height": "original image height in pixels",
     "n_faces": "faces MTCNN found (the chosen one is the largest and most central)",
     "detect_pass": "1: default MTCNN thresholds; 2: found only with the relaxed retry",
+    "detect_padded": "1: a tight face crop, detected again on the image padded with zeros (prepare.PrepareConfig)",
     "score": "MTCNN confidence of the chosen face",
     "x1": "chosen face box, xyxy pixels of the original image (x1, y1, x2, y2)",
     "le_x": "5 landmarks (le, re, nose, ml, mr) x/y in original image pixels",
