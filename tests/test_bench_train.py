@@ -119,6 +119,18 @@ def test_result_round_trip_and_table(tmp_path):
     assert tt.throughput_table([]).empty
 
 
+def test_wait_for_quiet_polls_the_load(monkeypatch):
+    loads = iter([3.0, 1.2, 0.3])
+    monkeypatch.setattr(tt.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    slept = []
+    monkeypatch.setattr(tt.time, "sleep", slept.append)
+    out = tt.wait_for_quiet(0.5, poll_s=7)
+    assert out["quiet"] and out["load"] == 0.3 and slept == [7, 7]
+    monkeypatch.setattr(tt.os, "getloadavg", lambda: (2.0, 0.0, 0.0))
+    out = tt.wait_for_quiet(0.5, timeout_s=0)
+    assert not out["quiet"] and out["load"] == 2.0
+
+
 def test_suite_covers_every_registered_model():
     from facelab.registry import list_models
 

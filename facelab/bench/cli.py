@@ -131,7 +131,10 @@ def _cmd_train_bench(args: argparse.Namespace) -> int:
     outs = []
     for entry in entries:
         print(f"{entry.name}: training throughput ({entry.note or 'as asked'}) ...", file=sys.stderr)
-        result = tt.run_entry(entry, profile=args.profile, seed=args.seed, progress=not args.no_progress, **overrides)
+        quiet = (dict(max_load=args.wait_for_load, timeout_s=args.wait_timeout, log=lambda m: print(m, file=sys.stderr))
+                 if args.wait_for_load else None)
+        result = tt.run_entry(entry, profile=args.profile, seed=args.seed, progress=not args.no_progress, quiet=quiet,
+                              **overrides)
         out = dict(result.metrics, experiment=result.experiment, profile=result.profile)
         if args.results_dir:
             out["result_file"] = _save(result, args.results_dir)
@@ -243,4 +246,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--classes", type=_positive, default=None, help="logits of the classifier (default 500)")
     t.add_argument("--no-data", action="store_true", help="skip timing the data paths")
     t.add_argument("--only", nargs="+", default=None, metavar="MODEL", help="with NAME 'all': these suite models only")
+    t.add_argument("--wait-for-load", type=float, default=None, metavar="LOAD",
+                   help="before each model, wait until the 1-minute load average is below LOAD (shared machines)")
+    t.add_argument("--wait-timeout", type=float, default=1800.0, metavar="S",
+                   help="give up waiting after S seconds and measure anyway (recorded; default 1800)")
     b.set_defaults(func=_cmd_bench)

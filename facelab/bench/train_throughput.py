@@ -7,9 +7,11 @@ How a number is measured (recorded in every result):
   momentum 0.9 and weight decay 5e-4 (:func:`facelab.train.loop.make_optimizer`), on a fixed
   random ``float32[batch, C, H, W]`` batch already in memory (no data loading: that is measured
   on its own, below). Each lever trains its own copy of the same initial weights.
-* **Repeats**: the first step is timed alone (with ``compile`` it includes compiling), then
-  ``warmup`` untimed steps and ``steps`` steps timed one by one (``time.perf_counter``); the
-  median gives images/s = batch / median.
+* **Repeats**: each lever's first step is timed alone (with ``compile`` it includes compiling),
+  then the levers take turns, one step each per round (rotating order): ``warmup`` untimed
+  rounds, ``steps`` timed rounds (``time.perf_counter`` per step); the median gives images/s =
+  batch / median. Interleaving keeps the ratios between levers honest when the machine's load
+  changes during the run.
 * **Levers** (:class:`facelab.train.speed.Speed`), each measured in the same run and reported
   as a ratio to the float32 NCHW eager baseline: ``channels_last``, ``bf16`` (autocast, only
   where the CPU has native bf16; elsewhere the lever is recorded as skipped with the reason),
@@ -45,6 +47,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -162,41 +165,68 @@ def _batch(input_shape: Sequence[int], batch: int, num_classes: int, seed: int) 
     return x, y
 
 
-def time_lever(model: nn.Module, input_shape: Sequence[int], speed: Speed, config: TrainBenchConfig) -> dict:
-    """Time :class:`~facelab.train.loop.TrainStep` with ``speed`` on a copy of ``model``.
+def time_levers(model: nn.Module, input_shape: Sequence[int], levers: Sequence[str],
+                config: TrainBenchConfig) -> dict[str, dict]:
+    """Time :class:`~facelab.train.loop.TrainStep` per lever, each on its own copy of ``model``.
 
-    Returns ``{"first_step_s", "times_s", "speed"}`` (``speed``: what was used, bf16 or not and
-    why), or ``{"skipped": reason}`` when the lever cannot run here.
+    Every lever's first step is timed alone (with ``compile`` it compiles), then the levers take
+    turns: ``warmup`` untimed rounds and ``steps`` timed rounds of one step each, the order
+    rotating every round. Interleaving makes the ratios between levers robust to a change of
+    machine load during the run (a slow minute slows every lever, not only the one running then).
+
+    Returns, per lever, ``{"first_step_s", "times_s", "speed"}`` (``speed``: what was used, bf16
+    or not and why) or ``{"skipped": reason}`` when the lever cannot run here.
     """
     from facelab.train.loop import TrainConfig, TrainStep, make_optimizer
 
-    if speed.autocast_bf16 and not bf16_support(config.device)[0]:
-        return {"skipped": bf16_support(config.device)[1]}
-    if speed.compile:
-        ok, why = compiler_available()
-        if not ok:
-            return {"skipped": why}
-    net = copy.deepcopy(model).to(config.device).train()
     train_config = TrainConfig(epochs=1, batch_size=config.batch)
-    step = TrainStep(net, make_optimizer({"": net}, train_config), speed=speed, grad_clip=train_config.grad_clip,
-                     device=config.device)
     x, y = _batch(input_shape, config.batch, config.num_classes, config.seed)
     x, y = x.to(config.device), y.to(config.device)
     sync = latency._sync_for(config.device)
+    out: dict[str, dict] = {}
+    steps: dict[str, TrainStep] = {}
+
+    def run(step: TrainStep) -> float:
+        t0 = time.perf_counter()
+        step(x, y)
+        if sync:
+            sync()
+        elapsed = time.perf_counter() - t0
+        # Free the gradients outside the timed region (the next step's zero_grad would): several
+        # copies of a ResNet-50 then fit in memory. set_to_none means every step allocates them anyway.
+        step.optimizer.zero_grad(set_to_none=True)
+        return elapsed
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # dropout masks
-        try:
-            t0 = time.perf_counter()
-            step(x, y)
-            if sync:
-                sync()
-            first = time.perf_counter() - t0
-            times = edge_bench.time_calls(lambda: step(x, y), repeats=config.steps, warmup=config.warmup, sync=sync)
-        except Exception as err:  # noqa: BLE001 - a lever that fails here is reported, not fatal
-            if not speed.compile:
-                raise
-            return {"skipped": f"torch.compile failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"}
-    return {"first_step_s": first, "times_s": times, "speed": step.resolved}
+        for label in levers:
+            speed = LEVERS[label]
+            if speed.autocast_bf16 and not bf16_support(config.device)[0]:
+                out[label] = {"skipped": bf16_support(config.device)[1]}
+                continue
+            if speed.compile and not compiler_available()[0]:
+                out[label] = {"skipped": compiler_available()[1]}
+                continue
+            net = copy.deepcopy(model).to(config.device).train()
+            step = TrainStep(net, make_optimizer({"": net}, train_config), speed=speed,
+                             grad_clip=train_config.grad_clip, device=config.device)
+            try:
+                first = run(step)
+            except Exception as err:  # noqa: BLE001 - a compile that fails here is reported, not fatal
+                if not speed.compile:
+                    raise
+                out[label] = {"skipped": f"torch.compile failed: {type(err).__name__}: "
+                                         f"{str(err).splitlines()[0][:300] if str(err) else ''}"}
+                continue
+            steps[label] = step
+            out[label] = {"first_step_s": first, "times_s": [], "speed": step.resolved}
+        order = list(steps)
+        for k in range(config.warmup + config.steps):
+            for label in order[k % len(order):] + order[:k % len(order)] if order else []:
+                elapsed = run(steps[label])
+                if k >= config.warmup:
+                    out[label]["times_s"].append(elapsed)
+    return out
 
 
 def time_data_paths(input_size: int, *, batch: int, steps: int, seed: int = 0) -> dict:
@@ -267,11 +297,9 @@ def benchmark(model: nn.Module, input_shape: Sequence[int], *, name: str,
     with torch_threads(config.threads):
         flops = training_flops(model, shape, num_classes=config.num_classes, device=config.device)
         before = _matmuls(config, bf16_ok) if config.matmul_size else {}
-        timed = {}
-        for label in config.levers:
-            if progress:
-                print(f"  {name} {label} ...", flush=True)
-            timed[label] = time_lever(model, shape, LEVERS[label], config)
+        if progress:
+            print(f"  {name}: {', '.join(config.levers)} ...", file=sys.stderr, flush=True)
+        timed = time_levers(model, shape, config.levers, config)
         data = (time_data_paths(shape[-1], batch=config.batch, steps=min(config.steps, 10), seed=config.seed)
                 if config.data and len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2] else None)
         after = _matmuls(config, bf16_ok) if config.matmul_size else {}
@@ -349,6 +377,23 @@ def train_throughput_result(model: nn.Module, input_shape: Sequence[int], *, nam
                   seed=config.seed, config=cfg, metrics=metrics, arrays=arrays, provenance=prov)
 
 
+def wait_for_quiet(max_load: float, *, timeout_s: float = 1800.0, poll_s: float = 15.0, log=None) -> dict:
+    """Sleep until the 1-minute load average is below ``max_load`` (or ``timeout_s`` passed).
+
+    On a shared machine this is how a benchmark gets the cores to itself. Returns what happened
+    (``quiet``, seconds waited, the load at the end), which the CLI stores with the result.
+    """
+    t0 = time.monotonic()
+    while True:
+        load = os.getloadavg()[0]
+        waited = time.monotonic() - t0
+        if load < max_load or waited >= timeout_s:
+            return {"max_load": max_load, "quiet": load < max_load, "waited_s": round(waited, 1), "load": load}
+        if log:
+            log(f"  load {load:.2f} >= {max_load}: waiting ({waited:.0f} s so far, at most {timeout_s:.0f} s)")
+        time.sleep(poll_s)
+
+
 # ----------------------------------------------------------------------------- the suite of the book
 
 
@@ -399,16 +444,25 @@ def suite_entries(names: Sequence[str] | None = None) -> list[SuiteEntry]:
     return entries
 
 
-def run_entry(entry: SuiteEntry, *, profile: str, seed: int = 0, progress: bool = False, **overrides) -> Result:
-    """Benchmark one suite entry at ``profile`` (``overrides`` go to :meth:`TrainBenchConfig.for_profile`)."""
+def run_entry(entry: SuiteEntry, *, profile: str, seed: int = 0, progress: bool = False,
+              quiet: dict | None = None, **overrides) -> Result:
+    """Benchmark one suite entry at ``profile`` (``overrides`` go to :meth:`TrainBenchConfig.for_profile`).
+
+    ``quiet``: keyword arguments of :func:`wait_for_quiet` (wait for a quiet machine first; what
+    happened is stored in ``metrics['waited_for_quiet']``).
+    """
     from facelab.bench.cli import load_model
 
     config = TrainBenchConfig.for_profile(profile, heavy=entry.heavy, **({"batch": entry.batch, "seed": seed}
                                                                           | overrides)).check()
     model, shape = load_model(entry.name, seed=seed, input_shape=entry.input_shape, device=config.device,
                               num_classes=config.num_classes, **entry.model_kwargs)
-    return train_throughput_result(model, shape, name=entry.name, config=config, model_kwargs=entry.model_kwargs,
-                                   profile=profile, progress=progress)
+    waited = wait_for_quiet(**quiet) if quiet else None
+    result = train_throughput_result(model, shape, name=entry.name, config=config, model_kwargs=entry.model_kwargs,
+                                     profile=profile, progress=progress)
+    if waited is not None:
+        result.metrics["waited_for_quiet"] = waited
+    return result
 
 
 # ----------------------------------------------------------------------------- the table
