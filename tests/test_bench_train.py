@@ -66,6 +66,11 @@ def test_benchmark_records_every_lever_with_floor_ratios(monkeypatch):
     data = metrics["data_path"]
     assert data["per_sample"]["median_s"] > 0 and data["batched"]["median_s"] > 0
     assert 0 < data["batched"]["stall_vs"]["fp32"] < 1
+    row = tt.throughput_table([{"metrics": metrics}]).iloc[0]
+    assert row["fit img/s before"] == pytest.approx(4 / (runs["fp32"]["median_s"] + data["per_sample"]["median_s"]))
+    best = max(runs.values(), key=lambda r: r["images_per_s"])
+    assert row["best lever"] == best["lever"]
+    assert row["fit img/s after"] == pytest.approx(4 / (best["median_s"] + data["batched"]["median_s"]))
 
 
 def test_bf16_lever_is_skipped_with_the_reason_on_a_cpu_without_bf16(monkeypatch):

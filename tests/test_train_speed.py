@@ -214,14 +214,20 @@ def test_bf16_step_matches_fp32_within_tolerance(native_bf16):
 
 
 def test_autocast_keeps_batch_norm_statistics_float32(native_bf16):
-    """What CPU autocast does to a conv -> BN block: the conv runs in bf16 (so BN sees bf16
-    activations), BN's weights and running statistics stay float32."""
+    """What CPU autocast does to a conv -> BN block: batch_norm is on neither of CPU autocast's
+    lists, so it runs on the conv's bf16 output; its weights and running statistics stay float32
+    and its batch statistics are accumulated in float32 (they equal float32 batch norm's on the
+    same values to ~1e-7); only its output is rounded to bf16, which the next conv would do anyway."""
     model = tiny()
+    reference = tiny().body[1].train()
     with speed_mod.autocast("cpu", True):
         conv_out = model.body[0](toy_batch()[0])
         bn_out = model.body[1](conv_out)
     assert conv_out.dtype == torch.bfloat16 and bn_out.dtype == torch.bfloat16
     assert model.body[1].running_mean.dtype == torch.float32 and model.body[1].weight.dtype == torch.float32
+    reference(conv_out.float())
+    torch.testing.assert_close(model.body[1].running_mean, reference.running_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.body[1].running_var, reference.running_var, rtol=1e-5, atol=1e-6)
 
 
 def test_channels_last_step_matches_fp32_and_the_model_is_given_back_contiguous():

@@ -478,9 +478,23 @@ def load_throughput_results(results_dir: str | os.PathLike | None = None, *, pro
     return [load_result(p) for p in sorted(folder.glob(f"{EXPERIMENT_PREFIX}.*--{profile}.json"))]
 
 
+def _fit_columns(metrics: dict, base: dict, best: dict | None) -> dict:
+    """Images/s of a whole training iteration (data + step, no overlap: fit loads in the training
+    process): before = float32 step + per-sample data path, after = best lever + batched path."""
+    data = metrics.get("data_path")
+    if not data or "median_s" not in base or best is None:
+        return {"fit img/s before": None, "fit img/s after": None}
+    b = metrics["batch"]
+    before = b / (base["median_s"] + data["per_sample"]["median_s"])
+    after = b / (best["median_s"] + data["batched"]["median_s"])
+    return {"fit img/s before": before, "fit img/s after": after}
+
+
 def throughput_table(results: Sequence[Result | dict]):
     """One row per result: training FLOPs, float32 images/s, each lever's speed-up, the best lever,
-    its GFLOP/s and its time over the float32 matmul floor, the floor itself and the machine load.
+    its GFLOP/s and its time over the float32 matmul floor, a whole iteration's images/s before
+    (float32 step + per-sample data path) and after (best lever + batched data path), the floor
+    itself and the machine load.
 
     Returns a pandas DataFrame indexed by (model, input, batch); a skipped lever shows as NaN and
     its reason is in the result.
@@ -505,6 +519,7 @@ def throughput_table(results: Sequence[Result | dict]):
                     "best img/s": best["images_per_s"] if best else None,
                     "best GFLOP/s": best["gflops"] if best else None,
                     "best / fp32 floor": best.get("floor_ratio") if best else None,
+                    **_fit_columns(m, base, best),
                     "sgemm GFLOP/s": floor.get("gflops"),
                     "bf16 mm GFLOP/s": (m.get("matmul_floor") or {}).get("bfloat16", {}).get("gflops"),
                     "load (1 min)": m["load_average"]["before"][0]})
