@@ -63,6 +63,7 @@ def test_benchmark_records_every_lever_with_floor_ratios(monkeypatch):
     assert runs["bf16"]["speed"]["bf16_used"] and "bf16_floor_ratio" in runs["bf16"]
     assert "bf16_floor_ratio" not in runs["fp32"] and "bfloat16" in metrics["matmul_floor"]
     assert metrics["cpu"]["isa_flags"]["amx_bf16"] and len(metrics["load_average"]["before"]) == 3
+    assert metrics["other_processes_cores"] is None or 0 <= metrics["other_processes_cores"] <= 64
     data = metrics["data_path"]
     assert data["per_sample"]["median_s"] > 0 and data["batched"]["median_s"] > 0
     assert 0 < data["batched"]["stall_vs"]["fp32"] < 1
@@ -124,16 +125,25 @@ def test_result_round_trip_and_table(tmp_path):
     assert tt.throughput_table([]).empty
 
 
-def test_wait_for_quiet_polls_the_load(monkeypatch):
-    loads = iter([3.0, 1.2, 0.3])
-    monkeypatch.setattr(tt.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+def test_other_cores_subtracts_this_process():
+    before = {"wall": 0.0, "machine_busy": 100.0, "own": 10.0}
+    after = {"wall": 10.0, "machine_busy": 125.0, "own": 25.0}  # 25 s busy, 15 s of them ours
+    assert tt.other_cores(before, after) == pytest.approx(1.0)
+    assert tt.other_cores(None, after) is None
+    sample = tt.cpu_seconds()
+    assert sample is None or sample["machine_busy"] >= 0
+
+
+def test_wait_for_quiet_polls_until_other_processes_are_idle(monkeypatch):
+    busy = iter([3.0, 1.2, 0.1])
+    monkeypatch.setattr(tt, "other_cores", lambda before, after: next(busy))
     slept = []
     monkeypatch.setattr(tt.time, "sleep", slept.append)
-    out = tt.wait_for_quiet(0.5, poll_s=7)
-    assert out["quiet"] and out["load"] == 0.3 and slept == [7, 7]
-    monkeypatch.setattr(tt.os, "getloadavg", lambda: (2.0, 0.0, 0.0))
-    out = tt.wait_for_quiet(0.5, timeout_s=0)
-    assert not out["quiet"] and out["load"] == 2.0
+    out = tt.wait_for_quiet(0.2, window_s=7)
+    assert out["quiet"] and out["busy_cores"] == 0.1 and slept == [7, 7, 7]
+    monkeypatch.setattr(tt, "other_cores", lambda before, after: 2.0)
+    out = tt.wait_for_quiet(0.2, window_s=1, timeout_s=0)
+    assert not out["quiet"] and out["busy_cores"] == 2.0
 
 
 def test_suite_covers_every_registered_model():

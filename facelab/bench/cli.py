@@ -131,8 +131,8 @@ def _cmd_train_bench(args: argparse.Namespace) -> int:
     outs = []
     for entry in entries:
         print(f"{entry.name}: training throughput ({entry.note or 'as asked'}) ...", file=sys.stderr)
-        quiet = (dict(max_load=args.wait_for_load, timeout_s=args.wait_timeout, log=lambda m: print(m, file=sys.stderr))
-                 if args.wait_for_load else None)
+        quiet = (dict(max_cores=args.wait_for_quiet, timeout_s=args.wait_timeout,
+                      log=lambda m: print(m, file=sys.stderr)) if args.wait_for_quiet else None)
         result = tt.run_entry(entry, profile=args.profile, seed=args.seed, progress=not args.no_progress, quiet=quiet,
                               **overrides)
         out = dict(result.metrics, experiment=result.experiment, profile=result.profile)
@@ -246,8 +246,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--classes", type=_positive, default=None, help="logits of the classifier (default 500)")
     t.add_argument("--no-data", action="store_true", help="skip timing the data paths")
     t.add_argument("--only", nargs="+", default=None, metavar="MODEL", help="with NAME 'all': these suite models only")
-    t.add_argument("--wait-for-load", type=float, default=None, metavar="LOAD",
-                   help="before each model, wait until the 1-minute load average is below LOAD (shared machines)")
+    t.add_argument("--wait-for-quiet", type=float, default=None, metavar="CORES",
+                   help="before each model, wait until other processes keep fewer than CORES cores busy "
+                        "(10-second windows; shared machines), e.g. 0.2")
     t.add_argument("--wait-timeout", type=float, default=1800.0, metavar="S",
                    help="give up waiting after S seconds and measure anyway (recorded; default 1800)")
     b.set_defaults(func=_cmd_bench)

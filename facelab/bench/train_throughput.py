@@ -38,8 +38,11 @@ How a number is measured (recorded in every result):
   to the model's input; ``stall`` = data time / (data time + step time) for the baseline and the
   fastest lever.
 * **Machine**: CPU model, its ISA flags (/proc/cpuinfo: avx2, avx512f, avx512_bf16, amx_bf16...),
-  threads (intra-op, set for the run and restored; inter-op reported), and the 1/5/15-minute
-  load averages before and after: on a shared machine a number measured under load is low.
+  threads (intra-op, set for the run and restored; inter-op reported), the 1/5/15-minute load
+  averages before and after, and the mean number of cores *other* processes kept busy during the
+  run (/proc/stat minus this process): on a shared machine a number measured under load is low
+  (two threads lose far more than a share of the cores: their OpenMP barriers wait for a thread
+  that another process has descheduled).
 """
 
 from __future__ import annotations
@@ -271,6 +274,30 @@ class _InMemoryCrops:
     aligned: np.ndarray
 
 
+def cpu_seconds() -> dict | None:
+    """Busy CPU seconds of the whole machine (/proc/stat) and of this process (threads included), now.
+
+    Two samples give the cores other processes used in between (:func:`other_cores`); None
+    where /proc/stat cannot be read.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    jiffies = [int(v) for v in fields]
+    busy = sum(jiffies) - jiffies[3] - (jiffies[4] if len(jiffies) > 4 else 0)  # minus idle and iowait
+    t = os.times()
+    return {"wall": time.monotonic(), "machine_busy": busy / os.sysconf("SC_CLK_TCK"), "own": t.user + t.system}
+
+
+def other_cores(before: dict | None, after: dict | None) -> float | None:
+    """Mean number of cores that *other* processes kept busy between two :func:`cpu_seconds` samples."""
+    if not before or not after or after["wall"] <= before["wall"]:
+        return None
+    others = (after["machine_busy"] - before["machine_busy"]) - (after["own"] - before["own"])
+    return max(0.0, others / (after["wall"] - before["wall"]))
+
+
 def _matmuls(config: TrainBenchConfig, bf16: bool) -> dict:
     out = {"float32": latency.torch_matmul_throughput(config.matmul_size, device=config.device,
                                                       repeats=config.matmul_repeats)}
@@ -290,7 +317,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int], *, name: str,
     """
     config.check()
     shape = tuple(int(v) for v in input_shape)
-    load_before = os.getloadavg()
+    load_before, cpu_before = os.getloadavg(), cpu_seconds()
     cpu = cpu_description()
     bf16_ok, bf16_why = bf16_support(config.device)
     arrays: dict = {"step_times_s": {}}
@@ -347,6 +374,8 @@ def benchmark(model: nn.Module, input_shape: Sequence[int], *, name: str,
         "timed_region": TIMED_REGION, "steps": config.steps, "warmup": config.warmup,
         "runs": runs, "data_path": data,
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+        # The load average counts this benchmark too (and decays over minutes); this does not.
+        "other_processes_cores": other_cores(cpu_before, cpu_seconds()),
     }
     if not bf16_ok:
         metrics["bf16_floor_missing_reason"] = bf16_why
@@ -377,21 +406,28 @@ def train_throughput_result(model: nn.Module, input_shape: Sequence[int], *, nam
                   seed=config.seed, config=cfg, metrics=metrics, arrays=arrays, provenance=prov)
 
 
-def wait_for_quiet(max_load: float, *, timeout_s: float = 1800.0, poll_s: float = 15.0, log=None) -> dict:
-    """Sleep until the 1-minute load average is below ``max_load`` (or ``timeout_s`` passed).
+def wait_for_quiet(max_cores: float, *, window_s: float = 10.0, timeout_s: float = 1800.0, log=None) -> dict:
+    """Wait until other processes keep fewer than ``max_cores`` cores busy (or ``timeout_s`` passed).
 
-    On a shared machine this is how a benchmark gets the cores to itself. Returns what happened
-    (``quiet``, seconds waited, the load at the end), which the CLI stores with the result.
+    Each check sleeps ``window_s`` and reads how busy the machine was meanwhile (/proc/stat:
+    this process is idle then, so it is all other processes); unlike the load average, this does
+    not remember the minutes before, when this benchmark itself was running. Where /proc/stat
+    is missing, the 1-minute load average stands in. Returns what happened (``quiet``, seconds
+    waited, the busy cores of the last window, the load average), stored with the result.
     """
     t0 = time.monotonic()
     while True:
-        load = os.getloadavg()[0]
+        before = cpu_seconds()
+        time.sleep(window_s)
+        busy = other_cores(before, cpu_seconds())
+        busy = os.getloadavg()[0] if busy is None else busy
         waited = time.monotonic() - t0
-        if load < max_load or waited >= timeout_s:
-            return {"max_load": max_load, "quiet": load < max_load, "waited_s": round(waited, 1), "load": load}
+        if busy < max_cores or waited >= timeout_s:
+            return {"max_cores": max_cores, "quiet": busy < max_cores, "waited_s": round(waited, 1),
+                    "busy_cores": round(busy, 3), "load_average": list(os.getloadavg())}
         if log:
-            log(f"  load {load:.2f} >= {max_load}: waiting ({waited:.0f} s so far, at most {timeout_s:.0f} s)")
-        time.sleep(poll_s)
+            log(f"  other processes keep {busy:.2f} cores busy (>= {max_cores}): waiting ({waited:.0f} s so far, "
+                f"at most {timeout_s:.0f} s)")
 
 
 # ----------------------------------------------------------------------------- the suite of the book
@@ -406,6 +442,7 @@ class SuiteEntry:
     input_shape: tuple[int, int, int] | None = None  # None: the model's own
     model_kwargs: dict = field(default_factory=dict)
     heavy: bool = False  # fewer timed steps (ResNet-50 class at 224x224)
+    levers: tuple[str, ...] | None = None  # None: DEFAULT_LEVERS
     note: str = ""
 
 
@@ -413,7 +450,7 @@ _STN_SMALL = {"input_size": 40, "output_size": 32}
 #: Every registered model, at the input its chapter's ``small`` profile trains on, plus MobileNetV2.
 TRAIN_SUITE: tuple[SuiteEntry, ...] = (
     # name, batch, input, model kwargs, heavy, note
-    SuiteEntry("squeezefaceposenet", 32, note="chapter 2, 113x113"),
+    SuiteEntry("squeezefaceposenet", 32, levers=tuple(LEVERS), note="chapter 2, 113x113 (with torch.compile)"),
     SuiteEntry("squeezefaceposenet_dwc", 32, note="chapter 2, 113x113"),
     SuiteEntry("squeezefaceposenet_gdc", 32, note="chapter 2, 113x113"),
     SuiteEntry("squeezefaceposenet_dwc_gdc", 32, note="chapter 2, 113x113"),
@@ -423,7 +460,8 @@ TRAIN_SUITE: tuple[SuiteEntry, ...] = (
     SuiteEntry("stn_resnet_similarity", 32, model_kwargs=_STN_SMALL, note="chapter 3 small: 40 px in, 32 px out"),
     SuiteEntry("stn_resnet_affine", 32, model_kwargs=_STN_SMALL, note="chapter 3 small: 40 px in, 32 px out"),
     SuiteEntry("stn_resnet_projective", 32, model_kwargs=_STN_SMALL, note="chapter 3 small: 40 px in, 32 px out"),
-    SuiteEntry("torchvision:mobilenet_v2", 32, input_shape=(3, 112, 112), note="reference, 112x112"),
+    SuiteEntry("torchvision:mobilenet_v2", 32, input_shape=(3, 112, 112), levers=tuple(LEVERS),
+               note="reference, 112x112 (with torch.compile)"),
 )
 
 
@@ -453,8 +491,9 @@ def run_entry(entry: SuiteEntry, *, profile: str, seed: int = 0, progress: bool 
     """
     from facelab.bench.cli import load_model
 
-    config = TrainBenchConfig.for_profile(profile, heavy=entry.heavy, **({"batch": entry.batch, "seed": seed}
-                                                                          | overrides)).check()
+    own = {"batch": entry.batch, "seed": seed} | ({"levers": entry.levers} if entry.levers else {})
+    config = TrainBenchConfig.for_profile(profile, heavy=entry.heavy,
+                                          **(own | {k: v for k, v in overrides.items() if v is not None})).check()
     model, shape = load_model(entry.name, seed=seed, input_shape=entry.input_shape, device=config.device,
                               num_classes=config.num_classes, **entry.model_kwargs)
     waited = wait_for_quiet(**quiet) if quiet else None
@@ -522,6 +561,7 @@ def throughput_table(results: Sequence[Result | dict]):
                     **_fit_columns(m, base, best),
                     "sgemm GFLOP/s": floor.get("gflops"),
                     "bf16 mm GFLOP/s": (m.get("matmul_floor") or {}).get("bfloat16", {}).get("gflops"),
-                    "load (1 min)": m["load_average"]["before"][0]})
+                    "load (1 min)": m["load_average"]["before"][0],
+                    "others' cores": m.get("other_processes_cores")})
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "input", "batch"]) if rows else pd.DataFrame()
