@@ -59,7 +59,8 @@ def test_benchmark_records_every_lever_with_floor_ratios(monkeypatch):
         assert r["images_per_s"] == pytest.approx(4 / r["median_s"])
         assert r["gflops"] == pytest.approx(metrics["train_flops_per_image"]["total"] * 4 / r["median_s"] / 1e9)
         assert r["floor_ratio"] == pytest.approx(fp32_floor / r["gflops"])
-        assert len(arrays["step_times_s"][r["lever"]]) == 2
+        assert len(arrays["step_times_s"][r["lever"]]) == 2 and len(arrays["step_others_cores"][r["lever"]]) == 2
+        assert r["steps_used"] <= 2 and r["quiet"] in (True, False, None)
     assert runs["bf16"]["speed"]["bf16_used"] and "bf16_floor_ratio" in runs["bf16"]
     assert "bf16_floor_ratio" not in runs["fp32"] and "bfloat16" in metrics["matmul_floor"]
     assert metrics["cpu"]["isa_flags"]["amx_bf16"] and len(metrics["load_average"]["before"]) == 3
@@ -123,6 +124,14 @@ def test_result_round_trip_and_table(tmp_path):
     assert row["fp32 img/s"] == pytest.approx(result.metrics["runs"][0]["images_per_s"])
     assert row["best lever"] in ("fp32", "channels_last") and row["channels_last ×"] > 0
     assert tt.throughput_table([]).empty
+
+
+def test_quiet_steps_leave_out_steps_measured_under_load():
+    times, others = [1.0, 5.0, 1.2, 1.1, 6.0], [0.0, 1.5, 0.1, 0.2, 2.0]
+    assert tt.quiet_steps(times, others, 0.25) == ([1.0, 1.2, 1.1], True)
+    assert tt.quiet_steps(times, [1.0] * 5, 0.25) == (times, False)  # too few quiet steps: all, flagged
+    assert tt.quiet_steps(times, others, None) == (times, None)
+    assert tt.quiet_steps(times, [None] * 5, 0.25) == (times, None)
 
 
 def test_other_cores_subtracts_this_process():

@@ -7,6 +7,10 @@ How a number is measured (recorded in every result):
   momentum 0.9 and weight decay 5e-4 (:func:`facelab.train.loop.make_optimizer`), on a fixed
   random ``float32[batch, C, H, W]`` batch already in memory (no data loading: that is measured
   on its own, below). Each lever trains its own copy of the same initial weights.
+* **Quiet steps**: during each timed step the benchmark reads how many cores *other* processes
+  kept busy (/proc/stat minus this process); steps where they held more than ``quiet_cores``
+  (0.25) are left out of the median when more than half the steps remain (``quiet: True``;
+  otherwise every step is used and ``quiet: False`` says the number was measured under load).
 * **Repeats**: each lever's first step is timed alone (with ``compile`` it includes compiling),
   then the levers take turns, one step each per round (rotating order): ``warmup`` untimed
   rounds, ``steps`` timed rounds (``time.perf_counter`` per step); the median gives images/s =
@@ -102,6 +106,9 @@ class TrainBenchConfig:
     matmul_repeats: int = 3
     data: bool = True
     seed: int = 0
+    #: Steps during which other processes kept more cores than this busy are left out of the
+    #: median (when more than half the steps remain; None keeps every step).
+    quiet_cores: float | None = 0.25
 
     @classmethod
     def for_profile(cls, profile: str, *, heavy: bool = False, **overrides) -> TrainBenchConfig:
@@ -168,6 +175,16 @@ def _batch(input_shape: Sequence[int], batch: int, num_classes: int, seed: int) 
     return x, y
 
 
+def quiet_steps(times_s: Sequence[float], others: Sequence[float | None], max_others: float | None):
+    """The timed steps during which other processes kept at most ``max_others`` cores busy, and
+    whether that is what was used (True) or too few steps were quiet (at most half) so all are
+    used (False); ``max_others=None`` or no /proc/stat: all steps, None."""
+    if max_others is None or any(o is None for o in others):
+        return list(times_s), None
+    kept = [t for t, o in zip(times_s, others) if o <= max_others]
+    return (kept, True) if len(kept) > len(times_s) / 2 else (list(times_s), False)
+
+
 def time_levers(model: nn.Module, input_shape: Sequence[int], levers: Sequence[str],
                 config: TrainBenchConfig) -> dict[str, dict]:
     """Time :class:`~facelab.train.loop.TrainStep` per lever, each on its own copy of ``model``.
@@ -177,8 +194,9 @@ def time_levers(model: nn.Module, input_shape: Sequence[int], levers: Sequence[s
     rotating every round. Interleaving makes the ratios between levers robust to a change of
     machine load during the run (a slow minute slows every lever, not only the one running then).
 
-    Returns, per lever, ``{"first_step_s", "times_s", "speed"}`` (``speed``: what was used, bf16
-    or not and why) or ``{"skipped": reason}`` when the lever cannot run here.
+    Returns, per lever, ``{"first_step_s", "times_s", "others_cores", "speed"}`` (``others_cores``:
+    cores other processes kept busy during each timed step; ``speed``: what was used, bf16 or not
+    and why) or ``{"skipped": reason}`` when the lever cannot run here.
     """
     from facelab.train.loop import TrainConfig, TrainStep, make_optimizer
 
@@ -189,16 +207,18 @@ def time_levers(model: nn.Module, input_shape: Sequence[int], levers: Sequence[s
     out: dict[str, dict] = {}
     steps: dict[str, TrainStep] = {}
 
-    def run(step: TrainStep) -> float:
+    def run(step: TrainStep) -> tuple[float, float | None]:
+        busy0 = cpu_seconds()
         t0 = time.perf_counter()
         step(x, y)
         if sync:
             sync()
         elapsed = time.perf_counter() - t0
+        others = other_cores(busy0, cpu_seconds())
         # Free the gradients outside the timed region (the next step's zero_grad would): several
         # copies of a ResNet-50 then fit in memory. set_to_none means every step allocates them anyway.
         step.optimizer.zero_grad(set_to_none=True)
-        return elapsed
+        return elapsed, others
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # dropout masks
@@ -214,7 +234,7 @@ def time_levers(model: nn.Module, input_shape: Sequence[int], levers: Sequence[s
             step = TrainStep(net, make_optimizer({"": net}, train_config), speed=speed,
                              grad_clip=train_config.grad_clip, device=config.device)
             try:
-                first = run(step)
+                first = run(step)[0]
             except Exception as err:  # noqa: BLE001 - a compile that fails here is reported, not fatal
                 if not speed.compile:
                     raise
@@ -222,13 +242,14 @@ def time_levers(model: nn.Module, input_shape: Sequence[int], levers: Sequence[s
                                          f"{str(err).splitlines()[0][:300] if str(err) else ''}"}
                 continue
             steps[label] = step
-            out[label] = {"first_step_s": first, "times_s": [], "speed": step.resolved}
+            out[label] = {"first_step_s": first, "times_s": [], "others_cores": [], "speed": step.resolved}
         order = list(steps)
         for k in range(config.warmup + config.steps):
             for label in order[k % len(order):] + order[:k % len(order)] if order else []:
-                elapsed = run(steps[label])
+                elapsed, others = run(steps[label])
                 if k >= config.warmup:
                     out[label]["times_s"].append(elapsed)
+                    out[label]["others_cores"].append(others)
     return out
 
 
@@ -334,16 +355,20 @@ def benchmark(model: nn.Module, input_shape: Sequence[int], *, name: str,
     floors = {k: edge_bench.combine_matmul(before[k], after[k]) for k in before}
     runs = []
     base = timed.get(BASELINE, {})
-    base_median = float(np.median(base["times_s"])) if "times_s" in base else None
+    base_median = (float(np.median(quiet_steps(base["times_s"], base["others_cores"], config.quiet_cores)[0]))
+                   if "times_s" in base else None)
     for label, t in timed.items():
         rec: dict = {"lever": label}
         if "skipped" in t:
             rec["skipped"] = t["skipped"]
             runs.append(rec)
             continue
-        median = float(np.median(t["times_s"]))
-        rec.update(speed=t["speed"], median_s=median, p10_s=float(np.percentile(t["times_s"], 10)),
-                   p90_s=float(np.percentile(t["times_s"], 90)), first_step_s=t["first_step_s"],
+        times, quiet = quiet_steps(t["times_s"], t["others_cores"], config.quiet_cores)
+        median = float(np.median(times))
+        rec.update(speed=t["speed"], median_s=median, p10_s=float(np.percentile(times, 10)),
+                   p90_s=float(np.percentile(times, 90)), first_step_s=t["first_step_s"],
+                   steps_used=len(times), quiet=quiet,
+                   others_cores_mean=float(np.mean([o for o in t["others_cores"] if o is not None] or [np.nan])),
                    images_per_s=config.batch / median, gflops=flops["total"] * config.batch / median / 1e9,
                    speedup=base_median / median if base_median else None)
         # With compile, the first step compiles the forward and the backward graphs.
@@ -352,6 +377,7 @@ def benchmark(model: nn.Module, input_shape: Sequence[int], *, name: str,
             if dtype in floors and (dtype == "float32" or t["speed"]["bf16_used"]) and flops["total"]:
                 rec[key] = floors[dtype]["gflops"] / rec["gflops"]
         arrays["step_times_s"][label] = t["times_s"]
+        arrays.setdefault("step_others_cores", {})[label] = t["others_cores"]
         runs.append(rec)
     if data is not None:
         done = [r for r in runs if "median_s" in r]
@@ -562,6 +588,8 @@ def throughput_table(results: Sequence[Result | dict]):
                     "sgemm GFLOP/s": floor.get("gflops"),
                     "bf16 mm GFLOP/s": (m.get("matmul_floor") or {}).get("bfloat16", {}).get("gflops"),
                     "load (1 min)": m["load_average"]["before"][0],
-                    "others' cores": m.get("other_processes_cores")})
+                    "others' cores": m.get("other_processes_cores"),
+                    # every lever's median over steps when other processes were (nearly) idle
+                    "quiet": all(r.get("quiet") for r in done) if done else None})
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "input", "batch"]) if rows else pd.DataFrame()
