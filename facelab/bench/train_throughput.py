@@ -400,7 +400,8 @@ def benchmark(model: nn.Module, input_shape: Sequence[int], *, name: str,
         "timed_region": TIMED_REGION, "steps": config.steps, "warmup": config.warmup,
         "runs": runs, "data_path": data,
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-        # The load average counts this benchmark too (and decays over minutes); this does not.
+        # The load average counts this benchmark too (and decays over minutes); this does not. With
+        # compile, Inductor's compile workers (subprocesses of this one) count as other processes.
         "other_processes_cores": other_cores(cpu_before, cpu_seconds()),
     }
     if not bf16_ok:
