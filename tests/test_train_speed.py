@@ -131,6 +131,10 @@ def test_packed_faces_equal_the_per_sample_path(size, augment):
     expected = torch.stack([per_sample[i][0] for i in (6, 1, 4, 0)])
     assert torch.equal(batch.images, expected)  # bit for bit, not just close
     assert batch.labels.tolist() == [int(faces.labels[i]) for i in (6, 1, 4, 0)]
+    faces.set_epoch(4)  # the epoch is shared with the faces it was built from
+    assert packed.epoch == 4 and torch.equal(packed[0][0], per_sample[0][0])
+    packed.set_epoch(3)
+    assert faces.epoch == 3
     # a sample's augmentation does not depend on the batch it is in
     assert torch.equal(packed.__getitems__([4, 7]).images[0], batch.images[2])
     assert torch.equal(packed[1][0], batch.images[1])
@@ -157,6 +161,13 @@ class TinyFace(nn.Module):
 
     def forward(self, x):
         return self.fc(self.drop(self.body(x)))
+
+
+def test_packed_faces_under_a_subset_give_whole_batches():
+    faces = AlignedFaces(fake_prepared(), augment=FlipJitter(0.5, 4), seed=1)
+    subset = torch.utils.data.Subset(PackedFaces.from_faces(faces, 32), list(range(10)))
+    history = fit(TinyFace(len(faces.classes)), subset, TrainConfig(epochs=1, batch_size=4), progress=False)
+    assert history.speed["data_path"] == "batched"
 
 
 def test_fit_on_packed_faces_equals_fit_on_the_per_sample_path():
@@ -253,6 +264,8 @@ def test_same_config_twice_same_weights(levers, native_bf16):
         runs.append((history.train_loss, [p.detach().clone() for p in model.parameters()]))
         assert history.speed["label"] == levers.label
         assert history.speed["bf16_used"] == levers.autocast_bf16
+        assert history.as_record()["speed"] == history.speed and "speed" not in history.as_dict()
+        assert all(isinstance(v, list) for v in history.as_dict().values())
     assert runs[0][0] == runs[1][0]
     for p, q in zip(runs[0][1], runs[1][1]):
         assert torch.equal(p, q)

@@ -236,7 +236,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: by profile)")
     b.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     b.add_argument("--matmul-size", type=int, default=None,
-                   help="N of the NxN fp32 matmul measuring the FLOP floor (default 4096; smoke 2048; 0 skips)")
+                   help="N of the NxN matmul measuring the FLOP floor (default 4096; smoke 2048, with --train 1024; 0 skips)")
     b.add_argument("--no-progress", action="store_true")
     t = b.add_argument_group("training throughput (--train)")
     t.add_argument("--train", action="store_true", help="measure training steps instead of inference latency")

@@ -101,22 +101,33 @@ class PackedFaces(Dataset):
             raise ValueError(f"{len(self.rows)} rows but {len(self.labels)} labels")
         if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(images)):
             raise ValueError(f"rows must lie in [0, {len(images)}) (got {self.rows.min()}..{self.rows.max()})")
-        self.size, self.augment, self.seed, self.epoch = int(size), augment, int(seed), 0
+        self.size, self.augment, self.seed, self._epoch = int(size), augment, int(seed), 0
+        self._faces = None
 
     @classmethod
     def from_faces(cls, faces, size: int) -> PackedFaces:
-        """The batched path over the same crops, labels, augmentation and seed as an ``AlignedFaces``."""
+        """The batched path over the same crops, labels, augmentation and seed as an ``AlignedFaces``.
+
+        The epoch is shared with ``faces``: ``faces.set_epoch(e)`` (e.g. in an ``on_epoch``
+        callback written for the per-sample path) and ``set_epoch(e)`` here do the same.
+        """
         out = cls(faces.prepared.aligned, faces.rows, faces.labels, size=size, augment=faces.augment,
                   seed=faces.seed)
         out.classes = faces.classes
-        out.epoch = faces.epoch
+        out._faces = faces
         return out
+
+    @property
+    def epoch(self) -> int:
+        return self._faces.epoch if self._faces is not None else self._epoch
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch = int(epoch)
+        if self._faces is not None:
+            self._faces.set_epoch(epoch)
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)

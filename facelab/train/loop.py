@@ -61,7 +61,11 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-epoch training record."""
+    """Training record: per-epoch lists, and ``speed``, what the run used (its levers).
+
+    :meth:`as_dict` gives the per-epoch lists only (every value a list of floats, as callers
+    that iterate over it expect); :meth:`as_record` adds ``speed``.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
@@ -78,6 +82,11 @@ class History:
     speed: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, list[float]]:
+        """The per-epoch lists."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "speed"}
+
+    def as_record(self) -> dict:
+        """The per-epoch lists and ``speed`` (levers, bf16 used or not and why, data path, threads)."""
         return dataclasses.asdict(self)
 
 
@@ -243,7 +252,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.M
                     _atomic_save({"key": key, "epoch": epoch, "model": model.state_dict(),
                                   "head": head.state_dict() if head is not None else None,
                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                  "history": history.as_dict()}, Path(checkpoint))
+                                  "history": history.as_record()}, Path(checkpoint))
                 if on_epoch is not None:
                     on_epoch(epoch, history)
         finally:
