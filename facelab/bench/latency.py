@@ -28,10 +28,9 @@ How a number is measured (recorded in every result):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +40,7 @@ from torch import nn
 from facelab.bench import complexity, edge_bench
 from facelab.config import check_device, check_profile
 from facelab.results import Result, make_provenance
+from facelab.train import speed
 
 RUNTIMES = ("torch", "onnxruntime")
 TIMED_REGION_TORCH = ("one model(x) call under torch.inference_mode() in eval mode on a prepared float32 "
@@ -88,15 +88,8 @@ class LatencyConfig:
         return self
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(threads)``; restore the previous count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+# Run a block with a torch thread count, restored after (shared with the training levers).
+torch_threads = speed.torch_threads
 
 
 def _sync_for(device: str):
@@ -104,18 +97,19 @@ def _sync_for(device: str):
 
 
 def torch_matmul_throughput(n: int = edge_bench.DEFAULT_MATMUL_SIZE, *, device: str = "cpu", repeats: int = 3,
-                            warmup: int = 1) -> dict:
-    """GFLOP/s of ``torch.mm`` on two float32 ``n x n`` matrices (2 n^3 FLOPs), median of ``repeats``.
+                            warmup: int = 1, dtype: torch.dtype = torch.float32) -> dict:
+    """GFLOP/s of ``torch.mm`` on two ``n x n`` matrices of ``dtype`` (2 n^3 FLOPs), median of ``repeats``.
 
     Uses the current torch thread count; wrap it in :func:`torch_threads` to choose it.
     """
     g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(device)
-    b = torch.randn(n, n, generator=g).to(device)
+    a = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g).to(device=device, dtype=dtype)
     times = edge_bench.time_calls(lambda: torch.mm(a, b), repeats=repeats, warmup=warmup, sync=_sync_for(device))
     median = float(np.median(times))
-    return {"n": n, "gflops": 2.0 * n**3 / median / 1e9, "median_s": median, "times_s": times,
-            "method": f"torch.mm float32 {n}x{n} on {device}, {torch.get_num_threads()} torch thread(s)"}
+    kind = str(dtype).removeprefix("torch.")
+    return {"n": n, "gflops": 2.0 * n**3 / median / 1e9, "median_s": median, "times_s": times, "dtype": kind,
+            "method": f"torch.mm {kind} {n}x{n} on {device}, {torch.get_num_threads()} torch thread(s)"}
 
 
 def time_torch(model: nn.Module, input_shape: Sequence[int], *, batch: int, repeats: int, warmup: int,

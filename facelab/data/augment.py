@@ -4,6 +4,10 @@ Every random draw comes from ``numpy.random.default_rng([seed, epoch, index])``:
 (seed, epoch, sample) always gets the same augmentation, whatever the number of DataLoader
 workers or the order in which they ask. Nothing here seeds a global generator.
 
+:func:`flip_shift_batch` applies the same flips and shifts to a whole ``uint8[B, H, W, 3]`` batch
+with one gather (no per-image Python work), drawing sample ``i``'s augmentation exactly as
+:class:`FlipJitter` does (:meth:`FlipJitter.draw`), so both paths give identical pixels.
+
 Images are ``uint8[H, W, 3]``; landmarks ``float[5, 2]`` (x, y) pixels in the order of
 :mod:`facelab.data.align`; boxes xyxy pixels. A horizontal flip maps x to ``W - 1 - x``
 for landmarks and box corners alike (coordinates are continuous with pixel i centred at i, as
@@ -64,11 +68,43 @@ class FlipJitter:
     flip_p: float = 0.5
     max_shift: int = 4
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray | None = None):
-        flip = rng.random() < self.flip_p
+    def draw(self, rng: np.random.Generator) -> tuple[bool, int, int]:
+        """One sample's ``(flip, dx, dy)``: the draws :meth:`__call__` makes, in its order."""
+        flip = bool(rng.random() < self.flip_p)
         dx, dy = (int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, size=2))
+        return flip, dx, dy
+
+    def draw_batch(self, seed: int, epoch: int, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(flip bool[B], dx int[B], dy int[B])`` of samples ``indices`` in ``epoch``, each from its
+        own :func:`sample_rng`, so a sample's augmentation does not depend on its batch."""
+        draws = [self.draw(sample_rng(seed, epoch, i)) for i in indices]
+        flip, dx, dy = (np.array(v).reshape(-1) for v in zip(*draws)) if draws else (np.zeros(0),) * 3
+        return flip.astype(bool), dx.astype(np.int64), dy.astype(np.int64)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray | None = None):
+        flip, dx, dy = self.draw(rng)
         if flip:
             image, landmarks = (hflip(image, landmarks) if landmarks is not None else (hflip(image), None))
         if dx or dy:
             image, landmarks = shift(image, dx, dy, landmarks) if landmarks is not None else (shift(image, dx, dy), None)
         return image if landmarks is None else (image, landmarks)
+
+
+def flip_shift_batch(images: np.ndarray, flip: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Flip (first) then shift each image of ``uint8[B, H, W, C]`` by whole pixels, replicating the border.
+
+    ``flip`` is ``bool[B]``, ``dx``/``dy`` ``int[B]`` (right/down). Pixel for pixel the same as
+    :func:`hflip` then :func:`shift` per image (a shift with replicated border reads source pixel
+    ``clip(y - dy)``, ``clip(x - dx)``; a flip reads column ``W - 1 - x``), done as one gather.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"expected images [B, H, W, C], got shape {images.shape}")
+    b, h, w = images.shape[:3]
+    flip, dx, dy = (np.asarray(v).reshape(-1) for v in (flip, dx, dy))
+    if not (len(flip) == len(dx) == len(dy) == b):
+        raise ValueError(f"need one flip/dx/dy per image ({b}), got {len(flip)}, {len(dx)}, {len(dy)}")
+    rows = np.clip(np.arange(h)[None, :] - dy[:, None], 0, h - 1)  # [B, H]
+    cols = np.clip(np.arange(w)[None, :] - dx[:, None], 0, w - 1)  # [B, W] in the flipped image
+    cols = np.where(flip[:, None], w - 1 - cols, cols)
+    return images[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]

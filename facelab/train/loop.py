@@ -3,7 +3,14 @@
 The caller passes everything that matters: the model, an optional head, the datasets, a
 :class:`TrainConfig`, the device and the seed. Nothing global is touched except torch's RNG,
 which is re-seeded from ``seed`` and the epoch number at the start of every epoch, so that a run
-resumed from a checkpoint draws exactly the same batches and dropout masks as an uninterrupted one.
+resumed from a checkpoint draws exactly the same batches and dropout masks as an uninterrupted one
+(and the thread count, when ``TrainConfig.speed.threads`` sets it, for the duration of ``fit``).
+
+Speed levers (:class:`facelab.train.speed.Speed`: channels-last, bf16 autocast, ``torch.compile``,
+threads) are opt-in in ``TrainConfig.speed``; one SGD step is :class:`TrainStep`, which the
+training-throughput benchmark (:mod:`facelab.bench.train_throughput`) times. A dataset that
+assembles whole batches itself (``__getitems__`` returning a :class:`facelab.train.inputs.Batch`,
+e.g. :class:`facelab.train.inputs.PackedFaces`) is passed through the DataLoader as it is.
 
 Checkpoints (model, head, optimizer, scheduler, history) are written atomically after every epoch
 when ``checkpoint`` is given; ``fit`` resumes from it when its configuration matches.
@@ -24,6 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from facelab.results import config_hash
+from facelab.train.inputs import collate_batches
+from facelab.train.speed import Speed, autocast, torch_threads
 
 
 @dataclass(frozen=True)
@@ -46,11 +55,17 @@ class TrainConfig:
     min_lr: float = 1e-4
     lr_mult: tuple[tuple[str, float], ...] = ()
     grad_clip: float | None = 10.0
+    #: Opt-in speed levers (default: float32, NCHW, eager); see :mod:`facelab.train.speed`.
+    speed: Speed = Speed()
 
 
 @dataclass
 class History:
-    """Per-epoch training record."""
+    """Training record: per-epoch lists, and ``speed``, what the run used (its levers).
+
+    :meth:`as_dict` gives the per-epoch lists only (every value a list of floats, as callers
+    that iterate over it expect); :meth:`as_record` adds ``speed``.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
@@ -59,8 +74,19 @@ class History:
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     images_per_s: list[float] = field(default_factory=list)
+    #: Seconds per epoch spent waiting for the next batch (data loading, augmentation, resize),
+    #: the rest of ``seconds`` being the steps.
+    data_seconds: list[float] = field(default_factory=list)
+    #: What the run used: :meth:`facelab.train.speed.Speed.resolve` (levers, whether bf16 was
+    #: actually used on this machine and why, threads), the data path and the compile time.
+    speed: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, list[float]]:
+        """The per-epoch lists."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "speed"}
+
+    def as_record(self) -> dict:
+        """The per-epoch lists and ``speed`` (levers, bf16 used or not and why, data path, threads)."""
         return dataclasses.asdict(self)
 
 
@@ -81,6 +107,70 @@ def _logits(model: nn.Module, head: nn.Module | None, images: torch.Tensor, labe
     if head is None:
         return model(images)
     return head(model.forward_features(images), labels)
+
+
+def training_parameters(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+class TrainStep:
+    """One SGD step: forward, cross-entropy, backward, gradient clipping, ``optimizer.step()``.
+
+    ``step(images, labels)`` takes ``float[B, 3, H, W]`` and ``int64[B]`` (any device; moved to
+    ``device``) and returns the detached ``(loss, logits)``. With ``speed``:
+
+    * ``channels_last``: the model is converted once, here (:meth:`restore` converts it back),
+      and every batch is made channels-last before the forward;
+    * ``autocast_bf16`` (where :func:`facelab.train.speed.bf16_support` allows): the model's
+      forward runs under bf16 autocast; the head and the loss run outside it on float32;
+    * ``compile``: the model's forward (``forward_features`` when there is a head) is wrapped in
+      ``torch.compile``; the first step compiles.
+
+    With every lever off, the step is exactly the eager float32 step (``.float()`` of a float32
+    tensor is the tensor itself).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, head: nn.Module | None = None,
+                 speed: Speed = Speed(), grad_clip: float | None = None, device: str = "cpu"):
+        self.model, self.head, self.optimizer, self.device = model, head, optimizer, device
+        self.speed, self.grad_clip = speed.check(), grad_clip
+        self.resolved = speed.resolve(device)
+        self.bf16 = self.resolved["bf16_used"]
+        if speed.channels_last:
+            model.to(memory_format=torch.channels_last)
+        forward = model if head is None else model.forward_features
+        self.forward = torch.compile(forward) if speed.compile else forward
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = images.to(self.device), labels.to(self.device)
+        if self.speed.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.bf16):
+            out = self.forward(images)
+        # Head and loss in float32: CPU autocast would run log_softmax (and a margin head's
+        # cosines) in bf16, whose 8-bit mantissa cannot resolve a cosine near 1.
+        out = out.float()
+        logits = out if self.head is None else self.head(out, labels)
+        loss = nn.functional.cross_entropy(logits, labels)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training diverged (loss {loss.item()}): lower the learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(training_parameters(self.optimizer), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach(), logits.detach()
+
+    def restore(self) -> None:
+        """Give the model back in the default (contiguous NCHW) memory format."""
+        if self.speed.channels_last:
+            self.model.to(memory_format=torch.contiguous_format)
+
+
+def make_optimizer(modules: dict[str, nn.Module], config: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum and weight decay over :func:`parameter_groups` (what :func:`fit` uses)."""
+    return torch.optim.SGD(parameter_groups(modules, config), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
 
 
 def evaluate_loss(model: nn.Module, head: nn.Module | None, loader: DataLoader, device: str) -> tuple[float, float]:
@@ -120,21 +210,18 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.M
     Returns:
         The :class:`History` of all epochs (including those before a resume).
     """
-    from tqdm.auto import tqdm
-
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
     model.to(device)
     if head is not None:
         head.to(device)
     modules = {"": model} if head is None else {"model": model, "head": head}
-    optimizer = torch.optim.SGD(parameter_groups(modules, config), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = make_optimizer(modules, config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
                                                            patience=config.patience,
                                                            min_lr=[config.min_lr * g["lr_mult"] for g in optimizer.param_groups])
     history, start_epoch = History(), 0
-    key = config_hash({"config": dataclasses.asdict(config), "seed": seed, "n_train": len(train_set)})
+    key = checkpoint_key(config, seed=seed, n_train=len(train_set))
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("key") == key:
@@ -147,53 +234,90 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.M
             start_epoch = state["epoch"] + 1
             print(f"resuming from {checkpoint} after epoch {start_epoch}")
     val_loader = DataLoader(val_set, batch_size=config.batch_size) if val_set is not None and len(val_set) else None
-
-    for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(seed * 100_003 + epoch)  # batches and dropout depend only on (seed, epoch)
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) > config.batch_size,
-                            generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        model.train()
-        if head is not None:
-            head.train()
-        t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for images, labels in bar:
-            images, labels = images.to(device), labels.to(device)
-            logits = _logits(model, head, images, labels)
-            loss = nn.functional.cross_entropy(logits, labels)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}): "
-                                         "lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], config.grad_clip)
-            optimizer.step()
-            seen += len(labels)
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
-        seconds = time.time() - t0
-        history.train_loss.append(loss_sum / max(seen, 1))
-        history.train_acc.append(correct / max(seen, 1))
-        if val_loader is not None:
-            vl, va = evaluate_loss(model, head, val_loader, device)
-        else:
-            vl, va = history.train_loss[-1], float("nan")
-        history.val_loss.append(vl)
-        history.val_acc.append(va)
-        history.lr.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"])
-        history.seconds.append(seconds)
-        history.images_per_s.append(seen / seconds if seconds > 0 else float("nan"))
-        scheduler.step(vl)
-        if checkpoint is not None:
-            _atomic_save({"key": key, "epoch": epoch, "model": model.state_dict(),
-                          "head": head.state_dict() if head is not None else None,
-                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "history": history.as_dict()}, Path(checkpoint))
-        if on_epoch is not None:
-            on_epoch(epoch, history)
+    with torch_threads(config.speed.threads):
+        step = TrainStep(model, optimizer, head=head, speed=config.speed, grad_clip=config.grad_clip, device=device)
+        history.speed = dict(step.resolved)
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                _train_epoch(step, train_set, config, history, epoch=epoch, seed=seed, progress=progress)
+                if val_loader is not None:
+                    vl, va = evaluate_loss(model, head, val_loader, device)
+                else:
+                    vl, va = history.train_loss[-1], float("nan")
+                history.val_loss.append(vl)
+                history.val_acc.append(va)
+                history.lr.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"])
+                scheduler.step(vl)
+                if checkpoint is not None:
+                    _atomic_save({"key": key, "epoch": epoch, "model": model.state_dict(),
+                                  "head": head.state_dict() if head is not None else None,
+                                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                  "history": history.as_record()}, Path(checkpoint))
+                if on_epoch is not None:
+                    on_epoch(epoch, history)
+        finally:
+            step.restore()
     return history
+
+
+def _train_epoch(step: TrainStep, train_set: Dataset, config: TrainConfig, history: History, *, epoch: int,
+                 seed: int, progress: bool) -> None:
+    """One pass over ``train_set`` in the order drawn from (seed, epoch); appends to ``history``."""
+    from tqdm.auto import tqdm
+
+    from facelab.train.inputs import Batch
+
+    torch.manual_seed(seed * 100_003 + epoch)  # batches and dropout depend only on (seed, epoch)
+    if hasattr(train_set, "set_epoch"):  # augmentation draws depend on the epoch (resumed runs too)
+        train_set.set_epoch(epoch)
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                        drop_last=len(train_set) > config.batch_size, collate_fn=collate_batches,
+                        generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    step.model.train()
+    if step.head is not None:
+        step.head.train()
+    t0, seen, correct, loss_sum, waiting = time.time(), 0, 0, 0.0, 0.0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    batches = iter(bar)
+    while True:
+        t_wait = time.perf_counter()
+        batch = next(batches, None)
+        waiting += time.perf_counter() - t_wait
+        if batch is None:
+            break
+        images, labels = batch
+        if "data_path" not in history.speed:
+            history.speed["data_path"] = "batched" if isinstance(batch, Batch) else "per-sample"
+        t_step = time.perf_counter()
+        try:
+            loss, logits = step(images, labels)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"epoch {epoch + 1}: {err}") from None
+        if "first_step_s" not in history.speed:  # with compile: includes compiling the model
+            history.speed["first_step_s"] = round(time.perf_counter() - t_step, 3)
+        labels = labels.to(logits.device)
+        seen += len(labels)
+        loss_sum += loss.item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+    seconds = time.time() - t0
+    history.train_loss.append(loss_sum / max(seen, 1))
+    history.train_acc.append(correct / max(seen, 1))
+    history.seconds.append(seconds)
+    history.images_per_s.append(seen / seconds if seconds > 0 else float("nan"))
+    history.data_seconds.append(waiting)
+
+
+def checkpoint_key(config: TrainConfig, *, seed: int, n_train: int) -> str:
+    """What a checkpoint must match to be resumed: the optimisation settings, the seed, the data size
+    and the speed levers that change the arithmetic (left out while all are off, so checkpoints
+    written before the levers existed still resume; threads are left out like before)."""
+    cfg = dataclasses.asdict(config)
+    cfg.pop("speed")
+    parts = {"config": cfg, "seed": seed, "n_train": n_train}
+    if any(config.speed.numerics.values()):
+        parts["speed"] = config.speed.numerics
+    return config_hash(parts)
 
 
 @torch.no_grad()
