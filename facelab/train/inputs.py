@@ -79,7 +79,10 @@ class PackedFaces(Dataset):
     Args:
         images: ``uint8[M, H, W, 3]`` RGB crops (e.g. ``prepared.aligned``, a memory map).
         rows: positions in ``images`` of the N samples.
-        labels: ``int64[N]`` label of each sample.
+        labels: what the objective compares each sample with: ``int64[N]`` class labels,
+            ``float[N, K]`` regression targets, or ``float[N, 2, K]`` targets per view (``[:, 0]``
+            the crop's, ``[:, 1]`` its mirror's: teacher embeddings for distillation; a flipped
+            sample gets its mirror's target).
         size: side of the model input (bilinear resize of the batch, as :func:`to_model_input`).
         augment: :class:`facelab.data.augment.FlipJitter` or None.
         seed: augmentation seed; sample ``i`` in epoch ``e`` draws from ``default_rng([seed, e, i])``.
@@ -94,7 +97,14 @@ class PackedFaces(Dataset):
                  augment=None, seed: int = 0):
         self.images = images
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        if labels.ndim == 1 and (not np.issubdtype(labels.dtype, np.floating) or np.all(labels == np.round(labels))):
+            self.labels = labels.astype(np.int64)  # class labels (whole numbers, whatever their dtype)
+        elif labels.ndim == 2 or (labels.ndim == 3 and labels.shape[1] == 2):
+            self.labels = labels.astype(np.float32)
+        else:
+            raise ValueError(f"labels must be int[N], float[N, K] or float[N, 2, K] (crop, mirror), got "
+                             f"{labels.dtype}{list(labels.shape)}")
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8[M, H, W, 3] (got {images.dtype}{list(images.shape)})")
         if len(self.rows) != len(self.labels):
@@ -135,14 +145,17 @@ class PackedFaces(Dataset):
         order = np.argsort(rows, kind="stable")
         crops = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
         crops[order] = self.images[rows[order]]
+        flip = np.zeros(len(idx), dtype=bool)
         if self.augment is not None:
             from facelab.data.augment import flip_shift_batch
 
-            crops = flip_shift_batch(crops, *self.augment.draw_batch(self.seed, self.epoch, idx))
+            flip, dx, dy = self.augment.draw_batch(self.seed, self.epoch, idx)
+            crops = flip_shift_batch(crops, flip, dx, dy)
         # NCHW as uint8 (numpy's transpose copy of bytes is ~10x cheaper than torch's strided float copy).
         x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().div_(255.0)
-        return Batch(to_model_input(x, self.size), torch.from_numpy(self.labels[idx]))
+        labels = self.labels[idx, flip.astype(np.int64)] if self.labels.ndim == 3 else self.labels[idx]
+        return Batch(to_model_input(x, self.size), torch.from_numpy(np.ascontiguousarray(labels)))
 
     def __getitem__(self, i: int):
         images, labels = self.__getitems__([i])
-        return images[0], int(labels[0])
+        return images[0], (int(labels[0]) if self.labels.ndim == 1 else labels[0])

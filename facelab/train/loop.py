@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from facelab.fileio import atomic_save_torch
 from facelab.results import config_hash
 from facelab.train.inputs import collate_batches
 from facelab.train.speed import Speed, autocast, torch_threads
@@ -55,6 +55,8 @@ class TrainConfig:
     min_lr: float = 1e-4
     lr_mult: tuple[tuple[str, float], ...] = ()
     grad_clip: float | None = 10.0
+    #: ``sgd`` (with ``momentum``), ``adam`` (``weight_decay`` as L2) or ``adamw`` (decoupled decay).
+    optimizer: str = "sgd"
     #: Opt-in speed levers (default: float32, NCHW, eager); see :mod:`facelab.train.speed`.
     speed: Speed = Speed()
 
@@ -80,13 +82,15 @@ class History:
     #: What the run used: :meth:`facelab.train.speed.Speed.resolve` (levers, whether bf16 was
     #: actually used on this machine and why, threads), the data path and the compile time.
     speed: dict = field(default_factory=dict)
+    #: What ``train_acc``/``val_acc`` hold: the objective's metric ("accuracy", "cosine to the teacher", ...).
+    metric: str = "accuracy"
 
     def as_dict(self) -> dict[str, list[float]]:
         """The per-epoch lists."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "speed"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("speed", "metric")}
 
     def as_record(self) -> dict:
-        """The per-epoch lists and ``speed`` (levers, bf16 used or not and why, data path, threads)."""
+        """The per-epoch lists, ``speed`` (levers, bf16 used or not and why, data path, threads) and ``metric``."""
         return dataclasses.asdict(self)
 
 
@@ -103,10 +107,39 @@ def parameter_groups(modules: dict[str, nn.Module], config: TrainConfig) -> list
     return [{"params": ps, "lr": config.lr * mult, "lr_mult": mult} for mult, ps in sorted(groups.items())]
 
 
-def _logits(model: nn.Module, head: nn.Module | None, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class Classification:
+    """Identification training: cross-entropy over logits (the model's, or ``head(embedding,
+    labels)``'s, e.g. an ArcFace head); the running metric counts correct top-1 predictions.
+    ``__call__(pred [B, C], labels int64[B]) -> (loss, number correct)``."""
+
+    metric: str = "accuracy"
+
+    def __call__(self, pred: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return nn.functional.cross_entropy(pred, labels), (pred.argmax(1) == labels).sum()
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Regression of ``float[B, K]`` targets (e.g. landmark coordinates) by mean squared error; the
+    running metric sums the per-sample MSE."""
+
+    metric: str = "mse"
+
+    def __call__(self, pred: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = targets.to(pred.dtype)
+        return nn.functional.mse_loss(pred, targets), ((pred - targets) ** 2).mean(1).sum()
+
+
+#: What a training step minimises: ``objective(pred, targets) -> (loss, batch sum of the metric)``
+#: (also :class:`facelab.train.distill.Mimic`).
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _predict(model: nn.Module, head: nn.Module | None, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if head is None:
         return model(images)
-    return head(model.forward_features(images), labels)
+    return head(model.forward_features(images), targets)
 
 
 def training_parameters(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
@@ -114,10 +147,11 @@ def training_parameters(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
 
 
 class TrainStep:
-    """One SGD step: forward, cross-entropy, backward, gradient clipping, ``optimizer.step()``.
+    """One optimisation step: forward, the objective's loss, backward, gradient clipping, ``optimizer.step()``.
 
-    ``step(images, labels)`` takes ``float[B, 3, H, W]`` and ``int64[B]`` (any device; moved to
-    ``device``) and returns the detached ``(loss, logits)``. With ``speed``:
+    ``step(images, targets)`` takes ``float[B, 3, H, W]`` and the targets (``int64[B]`` labels for
+    :class:`Classification`; any device; moved to ``device``) and returns the detached ``(loss,
+    metric)``, the metric summed over the batch (correct predictions, summed cosines, ...). With ``speed``:
 
     * ``channels_last``: the model is converted once, here (:meth:`restore` converts it back),
       and every batch is made channels-last before the forward;
@@ -131,8 +165,10 @@ class TrainStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, head: nn.Module | None = None,
-                 speed: Speed = Speed(), grad_clip: float | None = None, device: str = "cpu"):
+                 speed: Speed = Speed(), grad_clip: float | None = None, device: str = "cpu",
+                 objective: Objective = Classification()):
         self.model, self.head, self.optimizer, self.device = model, head, optimizer, device
+        self.objective = objective
         self.speed, self.grad_clip = speed.check(), grad_clip
         self.resolved = speed.resolve(device)
         self.bf16 = self.resolved["bf16_used"]
@@ -147,11 +183,11 @@ class TrainStep:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.bf16):
             out = self.forward(images)
-        # Head and loss in float32: CPU autocast would run log_softmax (and a margin head's
-        # cosines) in bf16, whose 8-bit mantissa cannot resolve a cosine near 1.
+        # Head and loss in float32: CPU autocast would run log_softmax (and a margin head's or the
+        # mimic loss's cosines) in bf16, whose 8-bit mantissa cannot resolve a cosine near 1.
         out = out.float()
-        logits = out if self.head is None else self.head(out, labels)
-        loss = nn.functional.cross_entropy(logits, labels)
+        pred = out if self.head is None else self.head(out, labels)
+        loss, metric = self.objective(pred, labels)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training diverged (loss {loss.item()}): lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
@@ -159,7 +195,7 @@ class TrainStep:
         if self.grad_clip:
             nn.utils.clip_grad_norm_(training_parameters(self.optimizer), self.grad_clip)
         self.optimizer.step()
-        return loss.detach(), logits.detach()
+        return loss.detach(), metric.detach()
 
     def restore(self) -> None:
         """Give the model back in the default (contiguous NCHW) memory format."""
@@ -167,48 +203,58 @@ class TrainStep:
             self.model.to(memory_format=torch.contiguous_format)
 
 
-def make_optimizer(modules: dict[str, nn.Module], config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum and weight decay over :func:`parameter_groups` (what :func:`fit` uses)."""
-    return torch.optim.SGD(parameter_groups(modules, config), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def evaluate_loss(model: nn.Module, head: nn.Module | None, loader: DataLoader, device: str) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over ``loader`` in eval mode."""
+def make_optimizer(modules: dict[str, nn.Module], config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over :func:`parameter_groups` (what :func:`fit` uses): SGD with momentum
+    and weight decay, Adam (``weight_decay`` as an L2 penalty) or AdamW (decoupled weight decay)."""
+    groups = parameter_groups(modules, config)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def evaluate_loss(model: nn.Module, head: nn.Module | None, loader: DataLoader, device: str,
+                  objective: Objective = Classification()) -> tuple[float, float]:
+    """Mean loss and mean metric (per sample) of ``objective`` over ``loader``, in eval mode."""
     model.eval()
     if head is not None:
         head.eval()
-    total, correct, loss_sum = 0, 0, 0.0
+    total, metric_sum, loss_sum = 0, 0.0, 0.0
     with torch.no_grad():
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            logits = _logits(model, head, images, labels)
-            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
-            total += len(labels)
-    return loss_sum / max(total, 1), correct / max(total, 1)
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+        for images, targets in loader:
+            images, targets = images.to(device), targets.to(device)
+            loss, metric = objective(_predict(model, head, images, targets), targets)
+            loss_sum += loss.item() * len(targets)
+            metric_sum += metric.item()
+            total += len(targets)
+    return loss_sum / max(total, 1), metric_sum / max(total, 1)
 
 
 def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.Module | None = None,
         val_set: Dataset | None = None, device: str = "cpu", seed: int = 0, checkpoint: Path | None = None,
-        progress: bool = True, on_epoch: Callable[[int, History], None] | None = None) -> History:
-    """Train ``model`` (and ``head``) with SGD + momentum on ``(image, label)`` pairs.
+        progress: bool = True, on_epoch: Callable[[int, History], None] | None = None,
+        objective: Objective = Classification()) -> History:
+    """Train ``model`` (and ``head``) with ``config.optimizer`` on ``(image, target)`` pairs.
 
     Args:
-        model: maps ``(B, 3, H, W)`` to logits (``head=None``) or has ``forward_features``.
-        train_set: yields ``(float[3, H, W], int label)``.
-        head: optional ``head(embeddings, labels) -> logits`` (e.g. an ArcFace head).
+        model: maps ``(B, 3, H, W)`` to predictions (``head=None``) or has ``forward_features``.
+        train_set: yields ``(float[3, H, W], target)`` (or whole :class:`~facelab.train.inputs.Batch` es).
+        head: optional ``head(embeddings, targets) -> predictions`` (an ArcFace head, a mimic projection).
         checkpoint: file to resume from and to write after every epoch.
+        objective: :class:`Classification` (targets are labels), :class:`Regression`, or
+            :class:`facelab.train.distill.Mimic` (targets are teacher embeddings).
+
+    torch's global RNG is re-seeded from (``seed``, epoch) inside and restored when ``fit`` returns.
 
     Returns:
-        The :class:`History` of all epochs (including those before a resume).
+        The :class:`History` of all epochs (including those before a resume); ``train_acc`` and
+        ``val_acc`` hold the objective's metric (``history.metric`` names it).
     """
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
@@ -220,7 +266,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.M
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
                                                            patience=config.patience,
                                                            min_lr=[config.min_lr * g["lr_mult"] for g in optimizer.param_groups])
-    history, start_epoch = History(), 0
+    history, start_epoch = History(metric=objective.metric), 0
     key = checkpoint_key(config, seed=seed, n_train=len(train_set))
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -234,14 +280,16 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.M
             start_epoch = state["epoch"] + 1
             print(f"resuming from {checkpoint} after epoch {start_epoch}")
     val_loader = DataLoader(val_set, batch_size=config.batch_size) if val_set is not None and len(val_set) else None
-    with torch_threads(config.speed.threads):
-        step = TrainStep(model, optimizer, head=head, speed=config.speed, grad_clip=config.grad_clip, device=device)
+    rng_devices = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
+    with torch_threads(config.speed.threads), torch.random.fork_rng(devices=rng_devices):
+        step = TrainStep(model, optimizer, head=head, speed=config.speed, grad_clip=config.grad_clip, device=device,
+                         objective=objective)
         history.speed = dict(step.resolved)
         try:
             for epoch in range(start_epoch, config.epochs):
                 _train_epoch(step, train_set, config, history, epoch=epoch, seed=seed, progress=progress)
                 if val_loader is not None:
-                    vl, va = evaluate_loss(model, head, val_loader, device)
+                    vl, va = evaluate_loss(model, head, val_loader, device, objective)
                 else:
                     vl, va = history.train_loss[-1], float("nan")
                 history.val_loss.append(vl)
@@ -249,10 +297,10 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, *, head: nn.M
                 history.lr.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"])
                 scheduler.step(vl)
                 if checkpoint is not None:
-                    _atomic_save({"key": key, "epoch": epoch, "model": model.state_dict(),
+                    atomic_save_torch({"key": key, "epoch": epoch, "model": model.state_dict(),
                                   "head": head.state_dict() if head is not None else None,
                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                  "history": history.as_record()}, Path(checkpoint))
+                                  "history": history.as_record()}, checkpoint)
                 if on_epoch is not None:
                     on_epoch(epoch, history)
         finally:
@@ -276,7 +324,7 @@ def _train_epoch(step: TrainStep, train_set: Dataset, config: TrainConfig, histo
     step.model.train()
     if step.head is not None:
         step.head.train()
-    t0, seen, correct, loss_sum, waiting = time.time(), 0, 0, 0.0, 0.0
+    t0, seen, metric_sum, loss_sum, waiting = time.time(), 0, 0.0, 0.0, 0.0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
     batches = iter(bar)
     while True:
@@ -290,19 +338,18 @@ def _train_epoch(step: TrainStep, train_set: Dataset, config: TrainConfig, histo
             history.speed["data_path"] = "batched" if isinstance(batch, Batch) else "per-sample"
         t_step = time.perf_counter()
         try:
-            loss, logits = step(images, labels)
+            loss, metric = step(images, labels)
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch + 1}: {err}") from None
         if "first_step_s" not in history.speed:  # with compile: includes compiling the model
             history.speed["first_step_s"] = round(time.perf_counter() - t_step, 3)
-        labels = labels.to(logits.device)
         seen += len(labels)
         loss_sum += loss.item() * len(labels)
-        correct += (logits.argmax(1) == labels).sum().item()
+        metric_sum += metric.item()
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
     seconds = time.time() - t0
     history.train_loss.append(loss_sum / max(seen, 1))
-    history.train_acc.append(correct / max(seen, 1))
+    history.train_acc.append(metric_sum / max(seen, 1))
     history.seconds.append(seconds)
     history.images_per_s.append(seen / seconds if seconds > 0 else float("nan"))
     history.data_seconds.append(waiting)

@@ -1,0 +1,120 @@
+"""Distillation: train a student network to reproduce a pretrained teacher's face embeddings.
+
+The mimic objective is eq. 3 of Uniface (paper 004): the squared distance between the student's and
+the teacher's L2-normalised embeddings, ``||s/|s| - t/|t| ||² = 2 (1 - cos(s, t))``. We minimise its
+half, the mean of ``1 - cos`` over the batch (same minimiser, gradients halved), so the loss reads as
+one minus the mean cosine agreement with the teacher (0: perfect, 1: orthogonal).
+
+* **Projection.** A student whose embedding is not the teacher's size (SqueezeFacePoseNet's 1000-d
+  descriptor, the chapter-3 ResNet's 512-d) gets a bias-free linear projection to the teacher's
+  dimension (:class:`MimicHead`), trained with it and dropped or kept by the caller: the
+  projected embedding is what is compared with the teacher.
+* **Flips.** The flip augmentation needs the *flipped* crop's target:
+  :class:`facelab.train.inputs.PackedFaces` with ``float[N, 2, D]`` targets gives every sample the
+  teacher's embedding of the crop or of its mirror, whichever the sample shows
+  (:mod:`facelab.teachers.targets` caches both).
+* **Remedies for a student that sits at the mean.** A network can lower a pointwise cosine loss a
+  long way by predicting the teachers' mean embedding (the pool's embeddings share a large common
+  component: their mean has norm ~0.4-0.6). ``centre`` subtracts the training pool's mean teacher
+  embedding from every target (and renormalises), which removes that shortcut; ``relational`` adds
+  ``relational`` x the mean squared difference between the batch's student and teacher cosine
+  similarity matrices (off the diagonal), which only pairwise structure can lower.
+
+Identities: a distillation pool must never hold an identity of the test set it is compared on;
+the experiments build their pools with :mod:`facelab.data.splits` and say which they used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def mimic_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``1 - cos(student_i, teacher_i)``; ``[B, D]`` each (any norms)."""
+    return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
+
+
+def relational_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the batch's cosine-similarity matrices, off the diagonal; ``[B, D]`` each."""
+    s, t = F.normalize(student, dim=1), F.normalize(teacher, dim=1)
+    b = len(s)
+    if b < 2:
+        return student.new_zeros(())
+    off = ~torch.eye(b, dtype=torch.bool, device=s.device)
+    return ((s @ s.T - t @ t.T)[off] ** 2).mean()
+
+
+class MimicHead(nn.Module):
+    """``[B, in_features] -> [B, out_features]``: a bias-free linear projection to the teacher's
+    dimension, or the identity when the sizes already agree. ``forward(x, targets)`` ignores the
+    targets (the training step passes them to every head)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.proj = nn.Identity() if in_features == out_features else nn.Linear(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.proj(x)
+
+
+@dataclass(frozen=True)
+class Mimic:
+    """The distillation objective for :class:`facelab.train.loop.TrainStep` / ``fit``.
+
+    ``centre``: ``float[D]`` subtracted from every target before comparing (the training pool's mean
+    teacher embedding; None: raw targets). ``relational``: weight of :func:`relational_loss`.
+    ``__call__(pred [B, D], targets [B, D]) -> (loss, sum over the batch of the cosine to the target)``.
+    """
+
+    centre: tuple[float, ...] | None = None
+    relational: float = 0.0
+    metric: str = "cosine to the teacher"
+
+    def targets(self, targets: torch.Tensor) -> torch.Tensor:
+        if self.centre is None:
+            return targets
+        return F.normalize(targets - torch.as_tensor(self.centre, dtype=targets.dtype, device=targets.device), dim=1)
+
+    def __call__(self, pred: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.targets(targets.float())
+        loss = mimic_loss(pred, t)
+        if self.relational:
+            loss = loss + self.relational * relational_loss(pred, t)
+        return loss, F.cosine_similarity(pred.detach(), t, dim=1).sum()
+
+
+def pool_centre(targets: np.ndarray) -> tuple[float, ...]:
+    """The mean teacher embedding of a pool (``float[N, 2, D]`` or ``[N, D]``), for :attr:`Mimic.centre`."""
+    t = np.asarray(targets, np.float64).reshape(-1, np.asarray(targets).shape[-1])
+    return tuple(float(v) for v in t.mean(axis=0))
+
+
+def agreement(student: np.ndarray, teacher: np.ndarray) -> dict:
+    """How closely a student's embeddings follow the teacher's on the same faces (``[N, D]`` each):
+    mean, SD and 10th percentile of the per-face cosine."""
+    s = np.asarray(student, np.float64)
+    t = np.asarray(teacher, np.float64)
+    cos = (s * t).sum(1) / np.maximum(np.linalg.norm(s, axis=1) * np.linalg.norm(t, axis=1), 1e-12)
+    return {"cosine_mean": float(cos.mean()), "cosine_sd": float(cos.std()),
+            "cosine_p10": float(np.percentile(cos, 10)), "n": int(len(cos))}
+
+
+def decision_agreement(student_scores: np.ndarray, teacher_scores: np.ndarray, labels: np.ndarray,
+                       folds: np.ndarray) -> float:
+    """Share of verification pairs on which the student and the teacher decide alike, each at its own
+    k-fold thresholds (:func:`facelab.eval.verification.kfold_accuracy`)."""
+    from facelab.eval.verification import kfold_accuracy
+
+    decisions = []
+    for scores in (student_scores, teacher_scores):
+        acc = kfold_accuracy(np.asarray(scores), np.asarray(labels), np.asarray(folds))
+        fold_ids = np.unique(folds)
+        thr = np.asarray(acc.thresholds)[np.searchsorted(fold_ids, folds)]
+        decisions.append(np.asarray(scores) >= thr)
+    return float((decisions[0] == decisions[1]).mean())
