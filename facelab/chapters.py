@@ -62,7 +62,7 @@ class Chapter:
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter(0, "getting_started", "reference_dlib", "Getting started: verifying faces with a packaged recognizer",
-            ("sface", "mobilefacenet")),
+            ("sface", "mobilefacenet", "mobilenet_v2_face")),
     Chapter(1, "lefv", "000", "LEFV: a light detector, GAN face normalization and a multi-scale recognizer"),
     Chapter(2, "squeezefaceposenet", "001", "SqueezeFacePoseNet: lightweight face verification across poses",
             ("squeezefaceposenet*", "resnet50", "se_resnet50")),

@@ -6,7 +6,6 @@ import torch
 from facelab.experiments import get_experiment
 from facelab.experiments.stn_alignment import (
     TRANSFORMS,
-    CropDataset,
     choose_setting,
 )
 from facelab.experiments.stn_alignment_report import apply_matrices, ordering_claims
@@ -46,13 +45,28 @@ def test_apply_matrices_reproduces_the_transformer_output():
     np.testing.assert_allclose(ours.astype(float), (direct.clamp(0, 1) * 255).permute(0, 2, 3, 1).numpy(), atol=1.0)
 
 
-def test_crop_dataset_flips_with_probability_one():
+def test_loose_crops_train_as_zero_to_one_pixels_with_flips():
+    """Chapter 3's training input: PackedFaces over packed loose crops, [0, 1] pixels (no normalisation:
+    the transformer samples zeros outside the crop), flipped with probability one."""
+    from facelab.data.augment import FlipJitter
+    from facelab.train.inputs import PackedFaces
+
     images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
-    x, y = CropDataset(images, [0, 1], flip_p=1.0)[1]
+    x, y = PackedFaces(images, [0, 1], [0, 1], size=4, augment=FlipJitter(1.0, 0), normalize=False)[1]
     assert y == 1 and x.shape == (3, 4, 4)
     np.testing.assert_allclose(x.numpy(), np.flip(images[1].transpose(2, 0, 1), 2) / 255.0, rtol=1e-6)
-    x0, _ = CropDataset(images, [0, 1], flip_p=0.0)[1]
+    x0, _ = PackedFaces(images, [0, 1], [0, 1], size=4, normalize=False)[1]
     np.testing.assert_allclose(x0.numpy(), images[1].transpose(2, 0, 1) / 255.0, rtol=1e-6)
+
+
+def test_the_transform_stays_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = STNFaceNet(transform="projective", input_size=40, output_size=32).train()
+    x = torch.rand(2, 3, 40, 40)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        aligned = model.align(x)
+        emb = model.forward_features(x)
+    assert aligned.dtype == torch.float32 and emb.dtype == torch.bfloat16  # the recognizer runs in bf16
 
 
 def test_table1_is_read_off_the_model():

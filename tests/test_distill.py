@@ -53,6 +53,17 @@ def test_mimic_head_projects_only_when_the_sizes_differ():
     assert head(torch.zeros(3, 512)).shape == (3, 128) and head.proj.bias is None
 
 
+def test_a_normalised_head_hands_on_descriptors_that_barely_vary():
+    """A descriptor that varies by 1e-2 around a large common value (a cosine of ~1 between any two
+    faces): batch-norm first standardises it (its eps, 1e-5, is well below that variance of 1e-4)."""
+    g = torch.Generator().manual_seed(0)
+    x = 50.0 + 1e-2 * torch.randn(16, 8, generator=g)
+    head = MimicHead(8, 4, norm=True).train()
+    z = head.norm(x)
+    assert torch.allclose(z.mean(0), torch.zeros(8), atol=1e-3) and (z.std(0) > 0.5).all()
+    assert head(x).shape == (16, 4) and isinstance(MimicHead(8, 8, norm=True).proj, nn.Linear)
+
+
 def test_a_flipped_sample_gets_its_mirrors_target():
     images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
     targets = np.stack([np.full((6, 4), 1.0), np.full((6, 4), -1.0)], axis=1).astype(np.float32)

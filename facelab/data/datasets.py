@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,74 @@ class CompositeScenes(DetectionDataset):
     def _sample(self, i: int):
         s = self.scene(i)
         return s.image, s.boxes, s.landmarks, {}
+
+
+@dataclass
+class PoolCrops:
+    """Aligned crops of a training pool drawn from several prepared sets, in one array.
+
+    Attributes:
+        images: ``uint8[N, 112, 112, 3]`` RGB crops (copied out of the prepared memory maps).
+        dataset: ``str[N]`` the prepared set each crop comes from; ``row``: ``int64[N]`` its row there;
+        identity: ``str[N]`` ``"<dataset>:<identity>"`` (unique across datasets).
+    """
+
+    images: np.ndarray
+    dataset: np.ndarray
+    row: np.ndarray
+    identity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def rows_of(self, dataset: str) -> np.ndarray:
+        """Rows (in that prepared set) of the crops taken from ``dataset``, in pool order."""
+        return self.row[self.dataset == dataset]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{dataset: {"images": n, "identities": k}}``."""
+        return {d: {"images": int((self.dataset == d).sum()),
+                    "identities": len(set(self.identity[self.dataset == d]))} for d in dict.fromkeys(self.dataset)}
+
+
+def pool_crops(prepared: dict[str, PreparedSet], identities: dict[str, Sequence[str]],
+               max_images: int | None = None, seed: int = 0) -> PoolCrops:
+    """The accepted crops of ``identities[name]`` in each prepared set ``prepared[name]`` (manifest order);
+    with ``max_images``, a seeded random subset of that many (kept in pool order)."""
+    datasets, rows, idents = [], [], []
+    for name, ids in identities.items():
+        m = prepared[name].manifest
+        keep = np.flatnonzero(m["identity"].astype(str).isin(set(map(str, ids))).to_numpy())
+        datasets += [name] * len(keep)
+        rows.append(keep)
+        idents += [f"{name}:{i}" for i in m["identity"].astype(str).to_numpy()[keep]]
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    dataset, identity = np.asarray(datasets), np.asarray(idents)
+    if max_images is not None and len(row) > max_images:
+        pick = np.sort(np.random.default_rng(seed).permutation(len(row))[:max_images])
+        row, dataset, identity = row[pick], dataset[pick], identity[pick]
+    images = np.empty((len(row), *next(iter(prepared.values())).aligned.shape[1:]), np.uint8)
+    for name in dict.fromkeys(dataset):
+        sel = np.flatnonzero(dataset == name)
+        order = np.argsort(row[sel], kind="stable")  # sequential reads of the memory map
+        images[sel[order]] = prepared[name].aligned[row[sel][order]]
+    return PoolCrops(images, dataset, row.astype(np.int64), identity)
+
+
+def pack_loose_crops(prepared: PreparedSet, rows: Sequence[int], size: int, progress: bool = False) -> np.ndarray:
+    """``uint8[N, size, size, 3]`` RGB loose crops of manifest ``rows``, read once into memory (area-
+    resized from the prepared side when smaller, bilinear when larger): the packed input of models that
+    learn their own alignment from loose crops (paper 002)."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    df = prepared.manifest.iloc[np.asarray(rows, dtype=np.int64)]
+    out = np.empty((len(df), size, size, 3), np.uint8)
+    problem = f"is missing or damaged (profile {prepared.profile}, dataset {prepared.dataset})"
+    for k, rel in enumerate(tqdm(df["loose"].tolist(), desc="read loose crops", disable=not progress, leave=False)):
+        image = _read_crop(prepared.folder / rel, problem)
+        if image.shape[0] != size:
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size
+                               else cv2.INTER_LINEAR)
+        out[k] = image
+    return out

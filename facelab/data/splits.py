@@ -184,3 +184,52 @@ def lfw_train_cfp_test(data_root: str | os.PathLike | None = None, min_images: i
     ids = {k: v for k, v in lfw_identities(data_root).items() if len(v) >= min_images}
     names = {k: k.replace("_", " ") for k in ids}
     return _make_split("lfw", "cfp", names, set(cfp.read_names(data_root).values()), ids)
+
+
+def lfw_view2_identities(data_root: str | os.PathLike | None = None) -> set[str]:
+    """LFW identities (folder names) with an image in some View 2 pair: the LFW test persons."""
+    from facelab.data import lfw
+
+    return {r.split("/", 1)[0] for p in lfw.read_pairs("view2", data_root) for r in p.images()}
+
+
+@dataclass
+class DistillationPool:
+    """Identities a student may learn from when it is tested on LFW View 2 (and on some CFP users).
+
+    Attributes:
+        lfw_identities: LFW identities in no View 2 pair (and not named like an excluded CFP user).
+        cfp_identities: CFP identities whose names match no LFW person, minus the excluded CFP users.
+        excluded: how many identities each rule removed (for the chapter's account of the pool).
+    """
+
+    lfw_identities: list[str]
+    cfp_identities: list[str]
+    excluded: dict[str, int]
+
+
+def lfw_test_pool(data_root: str | os.PathLike | None = None, *,
+                  exclude_cfp_users: Iterable[str] = ()) -> DistillationPool:
+    """The training pool of a student tested on LFW View 2 and on CFP users ``exclude_cfp_users``.
+
+    * LFW: the identities with no image in a View 2 pair (every View 2 person is a test identity);
+      those named like an excluded CFP user are removed too (name rules of this module).
+    * CFP: the identities whose names may not be any LFW person's (:func:`cfp_train_lfw_test`,
+      all of LFW, not only View 2), minus the excluded CFP users themselves.
+    """
+    from facelab.data import cfp
+
+    test_lfw = lfw_view2_identities(data_root)
+    lfw_ids = sorted(set(lfw_identities(data_root)) - test_lfw)
+    excluded_cfp = set(exclude_cfp_users)
+    cfp_names = cfp.read_names(data_root)
+    lfw_clash = find_name_overlaps({i: i.replace("_", " ") for i in lfw_ids},
+                                   {cfp_names[u] for u in excluded_cfp if u in cfp_names})
+    split = cfp_train_lfw_test(data_root)
+    cfp_ids = [i for i in split.train_identities if i not in excluded_cfp]
+    pool = DistillationPool(
+        lfw_identities=[i for i in lfw_ids if i not in lfw_clash], cfp_identities=cfp_ids,
+        excluded={"lfw_in_view2": len(test_lfw), "lfw_named_like_a_cfp_test_user": len(lfw_clash),
+                  "cfp_named_like_an_lfw_person": len(split.excluded),
+                  "cfp_test_users": len(excluded_cfp & set(split.train_identities))})
+    return pool

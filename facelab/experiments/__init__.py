@@ -217,7 +217,7 @@ def load_stored(names: list[str] | tuple[str, ...], profile: str, ctx: RunContex
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    ctx = RunContext(data_root=args.data_root, device=args.device, seed=args.seed)
+    ctx = RunContext(data_root=args.data_root, device=args.device, seed=args.seed, progress=not args.no_progress)
     result = run_experiment(args.experiment, args.profile, ctx, args.results_dir)
     path = results_root(args.results_dir) / result.chapter / result.filename
     print(f"wrote {path}\n{result.summary()}")
@@ -241,6 +241,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs of long runs)")
     p.set_defaults(func=_cmd_run)
     q = sub.add_parser("experiments", help="list the registered experiments")
     q.set_defaults(func=_cmd_list)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facelab import chapters
+from facelab.errors import DataError
 from facelab.experiments import Experiment, RunContext, register_experiment
 
 CH = chapters.get("getting_started")
@@ -380,3 +381,118 @@ register_experiment(Experiment(
     configure=configure_cost,
     run=run_cost,
 ))
+
+
+# ------------------------------------------------------------------------------ reference students
+
+#: The reference students: a registered model and how it is initialised.
+STUDENTS = {"mobilenet_v2_imagenet": ("mobilenet_v2_face", "imagenet"), "mobilefacenet": ("mobilefacenet", None)}
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """A student distilled from ``teacher`` on the LFW-test pool (:func:`facelab.data.splits.lfw_test_pool`:
+    LFW identities in no View 2 pair and CFP identities named like no LFW person), tested on LFW View 2.
+
+    ``epochs``/``batch_size``/``lr``/``weight_decay`` with AdamW; the learning rate halves when the
+    epoch's mimic loss stops falling. ``centre``: targets centred by the pool's mean teacher
+    embedding; ``relational``: weight of the batch-similarity term (facelab.train.distill).
+    ``max_images``: a seeded subset of the pool (smoke). ``pairs_per_fold``: LFW pairs per fold (None: all).
+    ``channels_last``/``bf16``: the speed levers (facelab.train.speed).
+    """
+
+    student: str
+    data_profile: str
+    epochs: int
+    pairs_per_fold: int | None
+    teacher: str = "sface"
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    centre: bool = False
+    relational: float = 0.0
+    max_images: int | None = None
+    flip_p: float = 0.5
+    max_shift: int = 4
+    channels_last: bool = True
+    bf16: bool = False
+
+
+def configure_student(student: str, profile: str) -> StudentConfig:
+    # MobileNetV2's depthwise convolutions gain nothing from bf16 here (results/bench/trainspeed.*):
+    # channels_last alone; MobileFaceNet is built the same way.
+    if profile == "smoke":
+        return StudentConfig(student=student, data_profile="smoke", epochs=1, pairs_per_fold=10, batch_size=16,
+                             max_images=64)
+    if profile == "small":
+        # ~15 min on 2 cores: 12 epochs of the ~5.9k-crop pool for MobileNetV2 (~95 images/s), 8 for
+        # MobileFaceNet (about a third slower per image)
+        return StudentConfig(student=student, data_profile="small", epochs=12 if student.startswith("mobilenet") else 8,
+                             pairs_per_fold=None)
+    return StudentConfig(student=student, data_profile="full", epochs=40, pairs_per_fold=None)
+
+
+def run_student(config: StudentConfig, ctx: RunContext):
+    import torch
+
+    from facelab.data.augment import FlipJitter
+    from facelab.data.manifest import load_prepared
+    from facelab.data.splits import lfw_test_pool
+    from facelab.paths import cache_root
+    from facelab.registry import create_model
+    from facelab.results import config_hash
+    from facelab.teachers import load_teacher
+    from facelab.train.distill import Mimic, MimicHead, lfw_student_evaluation, pool_centre, pool_with_targets
+    from facelab.train.inputs import PackedFaces
+    from facelab.train.loop import TrainConfig, fit
+    from facelab.train.speed import Speed
+
+    model_name, pretrained = STUDENTS[config.student]
+    prepared = {name: load_prepared(name, config.data_profile) for name in ("lfw", "cfp")}
+    pool = lfw_test_pool(ctx.data_root)
+    teacher = load_teacher(config.teacher, **({"threads": _threads(ctx)} if config.teacher == "sface" else {}))
+    t0 = time.time()
+    crops, targets = pool_with_targets(prepared, {"lfw": pool.lfw_identities, "cfp": pool.cfp_identities}, teacher,
+                                       max_images=config.max_images, seed=ctx.seed, progress=ctx.progress)
+    targets_seconds = time.time() - t0
+    if not len(crops):
+        raise DataError(f"the distillation pool holds no prepared crop at profile {config.data_profile!r}: run "
+                        f"`python -m facelab data prepare --profile {config.data_profile}`")
+    torch.manual_seed(ctx.seed)  # initial weights (the runner restores the caller's RNG)
+    model = create_model(model_name, **({"pretrained": pretrained} if pretrained else {}))
+    head = MimicHead(model.num_features, teacher.embedding_dim)
+    size = model.input_size[-1]
+    data = PackedFaces(crops.images, np.arange(len(crops)), targets, size=size,
+                       augment=FlipJitter(config.flip_p, config.max_shift), seed=ctx.seed)
+    objective = Mimic(centre=pool_centre(targets) if config.centre else None, relational=config.relational)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               weight_decay=config.weight_decay, optimizer="adamw", grad_clip=None, min_lr=1e-6,
+                               speed=Speed(channels_last=config.channels_last, autocast_bf16=config.bf16))
+    ckpt = (cache_root() / "checkpoints" / CH.folder / f"student-{config.student}-{config_hash([str(config), ctx.seed])}.pt"
+            if config.max_images is None else None)
+    t1 = time.time()
+    history = fit(model, data, train_config, head=head, objective=objective, device=ctx.device, seed=ctx.seed,
+                  checkpoint=ckpt, progress=ctx.progress)
+    train_seconds = time.time() - t1
+    model.cpu(), head.cpu()
+    evaluation, arrays = lfw_student_evaluation(model, head, prepared["lfw"], teacher, size=size,
+                                                pairs_per_fold=config.pairs_per_fold, data_root=ctx.data_root,
+                                                progress=ctx.progress)
+    record = history.as_record()
+    metrics = {"student": config.student, "model": model_name, "pretrained": pretrained or "none",
+               "teacher": teacher.name, "teacher_version": teacher.version,
+               "pool": {**crops.counts(), "excluded": pool.excluded}, "n_train_images": len(crops),
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "history": {k: [v if np.isfinite(v) else None for v in vs] for k, vs in history.as_dict().items()},
+               "speed": record["speed"], "train_seconds": round(train_seconds, 1),
+               "targets_seconds": round(targets_seconds, 1), **evaluation}
+    digest = hashlib.sha256(("\n".join(crops.identity.tolist()) + str(prepared["lfw"].summary.get("fingerprint"))
+                             + str(prepared["cfp"].summary.get("fingerprint"))).encode()).hexdigest()[:16]
+    return metrics, arrays, digest
+
+
+for _student in STUDENTS:
+    register_experiment(Experiment(
+        name=CH.experiment(f"student_{_student}"), chapter=CH.folder,
+        description=f"reference student {_student} distilled from SFace on the LFW-test pool; LFW View 2",
+        configure=lambda profile, _s=_student: configure_student(_s, profile), run=run_student))

@@ -223,6 +223,8 @@ class TrainEvalConfig:
     embed_runtime: str = "torch"
     flip_p: float = 0.5
     max_shift: int = 4
+    channels_last: bool = False
+    bf16: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -255,21 +257,24 @@ def configure_train(model: str, profile: str, subset: str = "all") -> TrainEvalC
         if subset != "all":
             return TrainEvalConfig(model=model, data_profile="small", epochs=2, batch_size=32, subset=subset,
                                    few=2, deep_min=10, max_images=1200, finetune_epochs=2 if finetune else 0,
-                                   eval_users=200, embed_runtime="onnxruntime",
+                                   eval_users=200, embed_runtime="onnxruntime", channels_last=True, bf16=True,
                                    notes=("Table 5 substitute: wide = LFW identities x 2 images, deep = LFW identities "
                                           "with >= 10 images, 1,200 images each, identity-disjoint",))
         if resnet:
             return TrainEvalConfig(model=model, data_profile="small", epochs=1, batch_size=16, min_images=10,
                                    max_identities=30, max_images=600, eval_users=60, embed_runtime="onnxruntime",
+                                   channels_last=True, bf16=True,
                                    notes=("ResNets at small: 30 identities, 600 images, 1 epoch, 60 CFP users "
                                           "(~3 images/s at 224x224 on 2 CPU cores)",))
         return TrainEvalConfig(model=model, data_profile="small", epochs=2, batch_size=32, min_images=10,
                                max_images=2400, max_per_identity=40, eval_users=200, embed_runtime="onnxruntime",
+                               channels_last=True, bf16=True,
                                notes=("small: 2,400 images (at most 40 per person) of LFW identities with >= 10 "
                                       "images, 2 epochs, "
                                       "200 CFP users",))
     return TrainEvalConfig(model=model, data_profile="full", epochs=30, batch_size=64, min_images=2, subset=subset,
-                           few=2, deep_min=10, finetune_epochs=15 if finetune else 0, embed_runtime="onnxruntime")
+                           few=2, deep_min=10, finetune_epochs=15 if finetune else 0, embed_runtime="onnxruntime",
+                           channels_last=True, bf16=True)
 
 
 def _training_pool(config: TrainEvalConfig, lfw_set, data_root) -> dict[str, list[int]]:
@@ -324,8 +329,9 @@ def _train_stage(model, lfw_set, rows_by_id, config: TrainEvalConfig, epochs: in
 
     from facelab.data.augment import FlipJitter
     from facelab.data.datasets import AlignedFaces
-    from facelab.train.inputs import ModelInput
+    from facelab.train.inputs import ModelInput, PackedFaces
     from facelab.train.loop import TrainConfig, fit
+    from facelab.train.speed import Speed
 
     train_rows, val_rows = _split_val(rows_by_id, config.val_min_images)
     size = _input_size(config.model)
@@ -336,18 +342,18 @@ def _train_stage(model, lfw_set, rows_by_id, config: TrainEvalConfig, epochs: in
     val_faces = AlignedFaces(lfw_set, val_rows, seed=ctx.seed)
     index = {c: i for i, c in enumerate(classes)}
     val_faces.labels = np.array([index[c] for c in np.asarray(val_faces.classes)[val_faces.labels]], dtype=np.int64)
-    train_set = ModelInput(train_faces, size)
+    train_set = PackedFaces.from_faces(train_faces, size)  # the batched path: the same pixels, whole batches
     if config.max_batches is not None:
         train_set = torch.utils.data.Subset(train_set, list(range(min(len(train_set),
                                                                       config.max_batches * config.batch_size))))
     tc = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
                      weight_decay=config.weight_decay, lr_factor=config.lr_factor, patience=config.patience,
-                     lr_mult=lr_mult)
+                     lr_mult=lr_mult, speed=Speed(channels_last=config.channels_last, autocast_bf16=config.bf16))
     history = fit(model, train_set, tc, val_set=ModelInput(val_faces, size) if val_rows else None,
                   device=ctx.device, seed=ctx.seed, progress=ctx.progress,
                   on_epoch=lambda e, h: train_faces.set_epoch(e + 1))
     stats = {"identities": len(classes), "train_images": len(train_set), "val_images": len(val_rows),
-             "history": history.as_dict()}
+             "history": history.as_dict(), "speed": history.as_record()["speed"]}
     return stats
 
 
@@ -447,11 +453,30 @@ def evaluate_pose_protocol(descriptors: dict[str, np.ndarray], layout: dict) -> 
     return eer, {"summaries": summaries, "counts": counts}, examples
 
 
+def cfp_eval_layout(cfp_set, eval_users: int | None) -> tuple[dict, list[str], list[int]]:
+    """The CFP users of the pose protocol (the first ``eval_users`` in sorted order of those with two
+    templates per pose in the prepared set): ``(layout, relative path of every prepared row, rows used)``."""
+    from facelab.data.pose_protocol import cfp_layout, users_with_templates
+
+    paths = cfp_set.manifest["path"].tolist()
+    rel = [p.split("/", 1)[1] if p.startswith("cfp/") else p for p in paths]
+    rel = [r[r.index("Data/Images/"):] for r in rel]
+    layout = users_with_templates(cfp_layout(rel), POSES)
+    if eval_users is not None:
+        layout = {u: layout[u] for u in sorted(layout)[:eval_users]}
+    if len(layout) < 2:
+        raise DataError(f"only {len(layout)} CFP users have >= 2 frontal and >= 2 profile images in the prepared "
+                        f"{cfp_set.profile!r} set: run python -m facelab data prepare --profile {cfp_set.profile} "
+                        "--datasets cfp")
+    used = {i for u in layout.values() for imgs in u.values() for i in imgs}
+    row_of = {r: i for i, r in enumerate(rel)}
+    return layout, rel, sorted(row_of[i] for i in used)
+
+
 def run_train(config: TrainEvalConfig, ctx: RunContext):
     import torch
 
     from facelab.data.manifest import load_prepared
-    from facelab.data.pose_protocol import cfp_layout, users_with_templates
     from facelab.eval.pose_verification import DET_FAR_GRID
 
     t0 = time.time()
@@ -477,19 +502,8 @@ def run_train(config: TrainEvalConfig, ctx: RunContext):
     t_train = time.time() - t0
 
     # CFP evaluation: users with two templates per pose in the prepared set
+    layout, rel, rows = cfp_eval_layout(cfp_set, config.eval_users)
     paths = cfp_set.manifest["path"].tolist()
-    rel = [p.split("/", 1)[1] if p.startswith("cfp/") else p for p in paths]
-    rel = [r[r.index("Data/Images/"):] for r in rel]
-    layout = users_with_templates(cfp_layout(rel), POSES)
-    if config.eval_users is not None:
-        layout = {u: layout[u] for u in sorted(layout)[: config.eval_users]}
-    if len(layout) < 2:
-        raise DataError(f"only {len(layout)} CFP users have >= 2 frontal and >= 2 profile images in the prepared "
-                         f"{config.data_profile!r} set: run python -m facelab data prepare --profile "
-                         f"{config.data_profile} --datasets cfp")
-    used = {i for u in layout.values() for imgs in u.values() for i in imgs}
-    row_of = {r: i for i, r in enumerate(rel)}
-    rows = sorted(row_of[i] for i in used)
     t1 = time.time()
     desc = _cfp_descriptors(model, cfp_set, rows, config, ctx)
     t_embed = time.time() - t1
@@ -509,6 +523,130 @@ def run_train(config: TrainEvalConfig, ctx: RunContext):
               "train_identities": {s: sorted(v) for s, v in _select(config, pool).items()}}
     manifest = hashlib.sha256(("\n".join(lfw_set.manifest["path"].tolist()) + "\n".join(paths)).encode()).hexdigest()[:16]
     return metrics, arrays, manifest
+
+
+# ----------------------------------------------------------------------------- the distilled track
+
+
+@dataclass(frozen=True)
+class DistillEvalConfig:
+    """A model of Table 4 trained by mimicking SFace (facelab.train.distill) instead of softmax.
+
+    The student is the model's trunk (its descriptor: SqueezeFacePoseNet's 1000-d GAP, the ResNets'
+    2048-d) with a linear projection to the teacher's 128 dimensions; it learns the teacher's
+    embedding of every crop (and of its mirror) of a pool that holds no test identity: LFW identities
+    in no View 2 pair and CFP users who are neither test users here nor named like an LFW person
+    (:func:`facelab.data.splits.lfw_test_pool`). Tested on the pose protocol of the first
+    ``eval_users`` CFP users (cosine of the projected embeddings, the space the student was trained in)
+    and on LFW View 2 next to the teacher. AdamW; ``centre``: targets centred by the pool's mean
+    teacher embedding (a network without batch-norm can otherwise sit at that mean); ``head_norm``: a
+    batch-norm of the descriptor in front of the projection (:class:`facelab.train.distill.MimicHead`);
+    ``input_size``:
+    the ResNets train at 112 (224 at ``full``), four times cheaper than the paper's 224.
+    """
+
+    model: str
+    data_profile: str
+    epochs: int
+    input_size: int
+    eval_users: int | None
+    pairs_per_fold: int | None
+    teacher: str = "sface"
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    centre: bool = True
+    relational: float = 0.0
+    head_norm: bool = True
+    max_images: int | None = None
+    flip_p: float = 0.5
+    max_shift: int = 4
+    channels_last: bool = False
+    bf16: bool = False
+
+
+def configure_distill(model: str, profile: str) -> DistillEvalConfig:
+    check_profile(profile)
+    size = {"smoke": 113, "small": 113, "full": 113} if model in SFPN_MODELS else {"smoke": 64, "small": 112, "full": 224}
+    if profile == "smoke":
+        return DistillEvalConfig(model=model, data_profile="smoke", epochs=1, input_size=size["smoke"], eval_users=5,
+                                 pairs_per_fold=10, batch_size=8, max_images=24)
+    if profile == "small":
+        # ~12-15 minutes on 2 cores with bf16 + channels_last: 8 epochs of the ~4.2k-crop pool
+        return DistillEvalConfig(model=model, data_profile="small", epochs=8, input_size=size["small"], eval_users=200,
+                                 pairs_per_fold=None, channels_last=True, bf16=True)
+    return DistillEvalConfig(model=model, data_profile="full", epochs=40, input_size=size["full"], eval_users=None,
+                             pairs_per_fold=None, channels_last=True, bf16=True)
+
+
+def run_distill(config: DistillEvalConfig, ctx: RunContext):
+    import os
+
+    import torch
+
+    from facelab.data.augment import FlipJitter
+    from facelab.data.manifest import load_prepared
+    from facelab.data.splits import lfw_test_pool
+    from facelab.eval.pose_verification import DET_FAR_GRID
+    from facelab.paths import cache_root
+    from facelab.registry import create_model
+    from facelab.results import config_hash
+    from facelab.teachers import load_teacher
+    from facelab.train.distill import Mimic, MimicHead, embed_crops, lfw_student_evaluation, pool_centre, pool_with_targets
+    from facelab.train.inputs import PackedFaces
+    from facelab.train.loop import TrainConfig, fit
+    from facelab.train.speed import Speed
+
+    t0 = time.time()
+    prepared = {name: load_prepared(name, config.data_profile) for name in ("lfw", "cfp")}
+    layout, rel, eval_rows = cfp_eval_layout(prepared["cfp"], config.eval_users)
+    pool = lfw_test_pool(ctx.data_root, exclude_cfp_users=layout)
+    teacher = load_teacher(config.teacher, **({"threads": ctx.workers or os.cpu_count() or 1}
+                                              if config.teacher == "sface" else {}))
+    crops, targets = pool_with_targets(prepared, {"lfw": pool.lfw_identities, "cfp": pool.cfp_identities}, teacher,
+                                       max_images=config.max_images, seed=ctx.seed, progress=ctx.progress)
+    if not len(crops):
+        raise DataError(f"the distillation pool holds no prepared crop at profile {config.data_profile!r}: run "
+                        f"`python -m facelab data prepare --profile {config.data_profile}`")
+    torch.manual_seed(ctx.seed)  # initial weights
+    model = _new_model(config.model, 0)
+    head = MimicHead(model.num_features, teacher.embedding_dim, norm=config.head_norm)
+    data = PackedFaces(crops.images, np.arange(len(crops)), targets, size=config.input_size,
+                       augment=FlipJitter(config.flip_p, config.max_shift), seed=ctx.seed)
+    objective = Mimic(centre=pool_centre(targets) if config.centre else None, relational=config.relational)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               momentum=config.momentum, weight_decay=config.weight_decay, optimizer=config.optimizer,
+                               grad_clip=None, min_lr=1e-6,
+                               speed=Speed(channels_last=config.channels_last, autocast_bf16=config.bf16))
+    ckpt = (cache_root() / "checkpoints" / CHAPTER / f"distill-{config.model}-{config_hash([str(config), ctx.seed])}.pt"
+            if config.max_images is None else None)
+    history = fit(model, data, train_config, head=head, objective=objective, device=ctx.device, seed=ctx.seed,
+                  checkpoint=ckpt, progress=ctx.progress)
+    t_train = time.time() - t0
+    model.cpu(), head.cpu()
+    # the pose protocol on the projected embeddings (one image each, no flip: as the softmax track)
+    emb = embed_crops(model, prepared["cfp"].aligned[eval_rows], size=config.input_size, head=head, flip_sum=False)
+    descriptors = {rel[r]: emb[j] for j, r in enumerate(eval_rows)}
+    eer, extra, examples = evaluate_pose_protocol(descriptors, layout)
+    lfw_metrics, lfw_arrays = lfw_student_evaluation(model, head, prepared["lfw"], teacher, size=config.input_size,
+                                                     pairs_per_fold=config.pairs_per_fold, data_root=ctx.data_root,
+                                                     progress=ctx.progress)
+    metrics = {
+        "model": config.model, "teacher": teacher.name, "teacher_version": teacher.version,
+        "eer": {"cosine": eer["cosine"]}, "counts": extra["counts"], "cfp_users": len(layout),
+        "cfp_images": len(eval_rows), "pool": {**crops.counts(), "excluded": pool.excluded},
+        "n_train_images": len(crops), "history": {k: [v if np.isfinite(v) else None for v in vs]
+                                                  for k, vs in history.as_dict().items()},
+        "speed": history.as_record()["speed"], "train_seconds": round(t_train, 1),
+        "seconds": round(time.time() - t0, 1), **lfw_metrics,
+    }
+    arrays = {"summaries": {"cosine": extra["summaries"]["cosine"]}, "det_far_grid": list(DET_FAR_GRID),
+              "lfw": lfw_arrays, "pool_identities": sorted(set(crops.identity.tolist()))}
+    digest = hashlib.sha256(("\n".join(crops.identity.tolist()) + "\n".join(rel[r] for r in eval_rows)
+                             + str(prepared["cfp"].summary.get("fingerprint"))).encode()).hexdigest()[:16]
+    return metrics, arrays, digest
 
 
 def _register_train(model: str) -> None:
@@ -535,6 +673,10 @@ register_experiment(Experiment(
     configure=configure_counts, run=run_counts))
 for _m in ALL_MODELS:
     _register_train(_m)
+    register_experiment(Experiment(
+        name=CH.experiment(f"distill.{_m}"), chapter=CHAPTER,
+        description=f"Table 4, distilled track: {_m} mimicking SFace on an identity-disjoint pool; CFP pose protocol, LFW",
+        configure=lambda profile, _mm=_m: configure_distill(_mm, profile), run=run_distill))
 for _s in ("wide", "deep", "wide_then_deep"):
     _register_data(_s)
 

@@ -135,21 +135,21 @@ def _mean_eer(r: Result, keys, score: str = "chi2") -> tuple[float, float]:
 
 
 def claims(train: Mapping[str, Result], data: Mapping[str, Result] | None = None,
-           complexity: Result | None = None) -> list[ClaimCheck]:
+           complexity: Result | None = None, *, score: str = "chi2", track: str = "") -> list[ClaimCheck]:
     """The paper's claims checked on our results (EER in %, spread = combined binomial SE)."""
     out: list[ClaimCheck] = []
     keys1 = [combo_key(1, a, b) for a, b in COMBOS]
     keys5 = [combo_key(5, a, b) for a, b in COMBOS]
     base = train.get("squeezefaceposenet")
     if base is not None:
-        e1, s1 = _mean_eer(base, keys1)
-        e5, s5 = _mean_eer(base, keys5)
+        e1, s1 = _mean_eer(base, keys1, score)
+        e5, s5 = _mean_eer(base, keys5, score)
         out.append(check_order("5-image templates beat 1-image templates (mean over F-F, P-P, F-P)", better=e5,
                                worse=e1, spread=math.hypot(s1, s5), higher_is_better=False,
                                names=("5 img", "1 img"), unit="%"))
-        ff, sff = _eer_and_se(base, "t1_ff")
-        pp, spp = _eer_and_se(base, "t1_pp")
-        fp, sfp = _eer_and_se(base, "t1_fp")
+        ff, sff = _eer_and_se(base, "t1_ff", score=score)
+        pp, spp = _eer_and_se(base, "t1_pp", score=score)
+        fp, sfp = _eer_and_se(base, "t1_fp", score=score)
         out.append(check_order("frontal pairs are easier than profile pairs (1 img)", better=ff, worse=pp,
                                spread=math.hypot(sff, spp), higher_is_better=False, names=("F-F", "P-P"), unit="%"))
         out.append(check_order("same-pose frontal beats cross-pose F-P (1 img)", better=ff, worse=fp,
@@ -157,14 +157,14 @@ def claims(train: Mapping[str, Result], data: Mapping[str, Result] | None = None
         for other, text in (("squeezefaceposenet_gdc", "GDC does not help: SqueezeFacePoseNet at least as good as +GDC"),
                             ("squeezefaceposenet_dwc", "DWC costs a little accuracy: SqueezeFacePoseNet better than +DWC")):
             if other in train:
-                a, sa = _mean_eer(base, keys1)
-                b, sb = _mean_eer(train[other], keys1)
+                a, sa = _mean_eer(base, keys1, score)
+                b, sb = _mean_eer(train[other], keys1, score)
                 out.append(check_order(text + " (1 img mean)", better=a, worse=b, spread=math.hypot(sa, sb),
                                        higher_is_better=False, names=(_label("squeezefaceposenet"), _label(other)),
                                        unit="%"))
         if "resnet50" in train:
-            a, sa = _mean_eer(train["resnet50"], keys1)
-            b, sb = _mean_eer(base, keys1)
+            a, sa = _mean_eer(train["resnet50"], keys1, score)
+            b, sb = _mean_eer(base, keys1, score)
             out.append(check_order("the big ResNet-50 is more accurate than SqueezeFacePoseNet (1 img mean)", better=a,
                                    worse=b, spread=math.hypot(sa, sb), higher_is_better=False,
                                    names=("ResNet-50", "SqueezeFacePoseNet"), unit="%"))
@@ -193,17 +193,19 @@ def claims(train: Mapping[str, Result], data: Mapping[str, Result] | None = None
                                   f"{ratio:.0f}x (trunks)", "reproduced" if ratio >= c["accept_at_least"] else "not reproduced"))
     if data:
         if "wide" in data and "deep" in data:
-            a, sa = _mean_eer(data["deep"], keys1)
-            b, sb = _mean_eer(data["wide"], keys1)
+            a, sa = _mean_eer(data["deep"], keys1, score)
+            b, sb = _mean_eer(data["wide"], keys1, score)
             out.append(check_order("many images per identity beat many identities (VGGFace2 > MS1M; 1 img mean)",
                                    better=a, worse=b, spread=math.hypot(sa, sb), higher_is_better=False,
                                    names=("deep", "wide"), unit="%"))
         if "wide_then_deep" in data and "deep" in data:
-            a, sa = _mean_eer(data["wide_then_deep"], keys1)
-            b, sb = _mean_eer(data["deep"], keys1)
+            a, sa = _mean_eer(data["wide_then_deep"], keys1, score)
+            b, sb = _mean_eer(data["deep"], keys1, score)
             out.append(check_order("pre-training then fine-tuning beats the fine-tuning data alone (1 img mean)",
                                    better=a, worse=b, spread=math.hypot(sa, sb), higher_is_better=False,
                                    names=("wide -> deep", "deep"), unit="%"))
+    if track:
+        out = [ClaimCheck(f"{c.claim} [{track}]", c.paper, c.ours, c.verdict) for c in out]
     return out
 
 
@@ -211,6 +213,31 @@ def claims_frame(checks: list[ClaimCheck]):
     import pandas as pd
 
     return pd.DataFrame([c.as_row() for c in checks])
+
+
+def distilled_frame(results: Mapping[str, Result]):
+    """The distilled track beside the teacher: LFW View 2 accuracy (± SD over folds) of each student and of
+    SFace on the same crops, the student's cosine agreement with the teacher per test face and the share
+    of LFW pairs both decide alike, the 1-image F-F EER on CFP (cosine), the pool and the training time."""
+    import pandas as pd
+
+    rows = []
+    for name, r in results.items():
+        m = r.metrics
+        rows.append({"model": _label(name), "LFW %": round(100 * m["lfw_accuracy"], 2),
+                     "± SD": round(100 * m["lfw_accuracy_sd"], 2),
+                     "SFace LFW %": round(100 * m["teacher_lfw_accuracy"], 2),
+                     "cosine to SFace": round(m["agreement"]["cosine_mean"], 3),
+                     "same decision %": round(100 * m["decision_agreement"], 1),
+                     "CFP 1 img F-F EER %": round(100 * m["eer"]["cosine"]["t1_ff"], 2),
+                     "pool images": m["n_train_images"], "epochs": len(m["history"]["train_loss"]),
+                     "train min": round(m["train_seconds"] / 60, 1)})
+    return pd.DataFrame(rows)
+
+
+def distilled_curves(results: Mapping[str, Result]) -> dict[str, list[float]]:
+    """``{model: mean cosine to the teacher per epoch}`` (for :func:`facelab.viz.curves.plot_learning_curves`)."""
+    return {_label(name): r.metrics["history"]["train_acc"] for name, r in results.items()}
 
 
 def run_summary(outcomes: Mapping[str, object]):
@@ -228,5 +255,5 @@ def run_summary(outcomes: Mapping[str, object]):
     return pd.DataFrame(rows)
 
 
-__all__ = ["latency_frame", "runs_frame", "det_curves", "det_curves_by_model", "example_pairs",
+__all__ = ["latency_frame", "runs_frame", "distilled_frame", "distilled_curves", "det_curves", "det_curves_by_model", "example_pairs",
            "history_frame", "claims", "claims_frame", "run_summary", "SFPN_MODELS"]

@@ -140,6 +140,8 @@ class RecognitionConfig:
     perturb_max_scale: float = 0.15
     perturb_max_rotation: float = 20.0
     perturb_seed: int = 0
+    channels_last: bool = False
+    bf16: bool = False
 
 
 def configure_recognition(transform: str):
@@ -154,36 +156,17 @@ def configure_recognition(transform: str):
             # localization net at 0.05 x 0.002 = 1e-4, the paper's lowest rate (0.01 / 100).
             "small": RecognitionConfig(transform=transform, data_profile="small", input_size=40, output_size=32,
                                        epochs=4, n_identities=None, pairs_per_fold=150, batch_size=32, lr=0.05,
-                                       stn_lr_mult=0.002),
+                                       stn_lr_mult=0.002, channels_last=True, bf16=True),
             # A GPU: the paper's resolution, all CFP identities, all 6,000 pairs.
             "full": RecognitionConfig(transform=transform, data_profile="full", input_size=PREPARED_LOOSE_SIZE,
                                       output_size=112, epochs=30, n_identities=None, pairs_per_fold=None,
-                                      stn_lr_mult=0.01),
+                                      stn_lr_mult=0.01, channels_last=True, bf16=True),
         }[profile]
 
     return configure
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def read_loose_crops(prepared, rows, size: int, progress: bool = False) -> np.ndarray:
-    """``uint8[N, size, size, 3]`` RGB loose crops of manifest ``rows`` (area-resized from 128)."""
-    import cv2
-    from tqdm.auto import tqdm
-
-    df = prepared.manifest.iloc[np.asarray(rows, dtype=np.int64)]
-    out = np.empty((len(df), size, size, 3), np.uint8)
-    for k, rel in enumerate(tqdm(df["loose"].tolist(), desc="read crops", disable=not progress, leave=False)):
-        path = prepared.folder / rel
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"{path} is missing or damaged: rerun `python -m facelab data prepare "
-                                    f"--profile {prepared.profile} --datasets {prepared.dataset}`")
-        if bgr.shape[0] != size:
-            bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_LINEAR)
-        out[k] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return out
 
 
 def normalised_landmarks(prepared, rows) -> np.ndarray:
@@ -223,29 +206,6 @@ def to_float(images: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-class CropDataset:
-    """In-memory ``uint8[N, S, S, 3]`` crops with labels; item ``(float32[3, S, S], label)``.
-
-    Horizontal flip with probability ``flip_p`` drawn from torch's global generator, which
-    :func:`facelab.train.loop.fit` re-seeds from (seed, epoch) at the start of every epoch, so a
-    run (and a resumed run) sees the same flips.
-    """
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, flip_p: float = 0.5):
-        self.images, self.labels, self.flip_p = images, np.asarray(labels, np.int64), flip_p
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        import torch
-
-        x = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div_(255.0)
-        if self.flip_p > 0 and torch.rand(()) < self.flip_p:
-            x = torch.flip(x, dims=[2])
-        return x, int(self.labels[i])
-
-
 # ----------------------------------------------------------------------------- Table 2
 
 
@@ -257,19 +217,14 @@ def choose_setting(mse: dict[int, float], params: dict[int, int], tolerance: flo
     return min(near, key=lambda s: (params[s], mse[s]))
 
 
-def _batches(n: int, batch: int, generator):
-    import torch
-
-    order = torch.randperm(n, generator=generator)
-    return [order[i:i + batch] for i in range(0, n, batch)]
-
-
 def run_localization(config: LocalizationMSEConfig, ctx: RunContext):
     import torch
-    from tqdm.auto import tqdm
 
+    from facelab.data.datasets import pack_loose_crops
     from facelab.data.manifest import load_prepared
     from facelab.models.stn import LOCALIZATION_SETTINGS, LocalizationNet
+    from facelab.train.inputs import PackedFaces
+    from facelab.train.loop import Regression, TrainConfig, fit
 
     prepared = load_prepared("cfp", config.data_profile)
     rows, identities, n_excluded = cfp_training_rows(prepared, ctx.data_root, n_identities=None)
@@ -280,10 +235,14 @@ def run_localization(config: LocalizationMSEConfig, ctx: RunContext):
         pick = np.random.default_rng(0)
         train_rows = np.sort(pick.permutation(train_rows)[:config.max_images])
         val_rows = np.sort(pick.permutation(val_rows)[:max(8, config.max_images // 4)])
-    x_train = to_float(read_loose_crops(prepared, train_rows, config.crop_size, ctx.progress))
-    x_val = to_float(read_loose_crops(prepared, val_rows, config.crop_size, ctx.progress))
-    y_train = torch.from_numpy(normalised_landmarks(prepared, train_rows))
-    y_val = torch.from_numpy(normalised_landmarks(prepared, val_rows))
+    train_images = pack_loose_crops(prepared, train_rows, config.crop_size, ctx.progress)
+    x_train, x_val = to_float(train_images), to_float(pack_loose_crops(prepared, val_rows, config.crop_size, ctx.progress))
+    lm_train = normalised_landmarks(prepared, train_rows)
+    y_train, y_val = torch.from_numpy(lm_train), torch.from_numpy(normalised_landmarks(prepared, val_rows))
+    # [0, 1] pixels, no augmentation (a flip would have to swap the landmarks), Adam at a fixed rate
+    data = PackedFaces(train_images, np.arange(len(train_rows)), lm_train, size=config.crop_size, normalize=False)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, optimizer="adam",
+                               weight_decay=0.0, grad_clip=None, patience=10**6)
 
     def evaluate(net, x, y):
         net.eval()
@@ -295,24 +254,11 @@ def run_localization(config: LocalizationMSEConfig, ctx: RunContext):
                                             "epoch_train_mse", "name", "conv_blocks", "fc_layers")}
     for setting in config.settings:
         torch.manual_seed(ctx.seed)
-        net = LocalizationNet(num_outputs=2 * N_LANDMARKS, setting=setting).to(ctx.device)
-        opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        t0, curve = time.time(), []
-        for epoch in tqdm(range(config.epochs), desc=f"setting {setting}", disable=not ctx.progress, leave=False):
-            net.train()
-            total, seen = 0.0, 0
-            for idx in _batches(len(x_train), config.batch_size, gen):
-                xb, yb = x_train[idx].to(ctx.device), y_train[idx].to(ctx.device)
-                loss = torch.nn.functional.mse_loss(net(xb), yb)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"setting {setting} diverged in epoch {epoch + 1}: lower the learning rate")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-            curve.append(total / max(seen, 1))
+        net = LocalizationNet(num_outputs=2 * N_LANDMARKS, setting=setting)
+        t0 = time.time()
+        history = fit(net, data, train_config, objective=Regression(), device=ctx.device, seed=ctx.seed,
+                      progress=ctx.progress)
+        curve = history.train_loss
         net.cpu()
         key = str(setting)
         out["train_mse"][key], _ = evaluate(net, x_train, y_train)
@@ -345,40 +291,47 @@ def lfw_rows_by_relpath(prepared) -> dict[str, int]:
     return {p[len(prefix):] if p.startswith(prefix) else p: i for i, p in enumerate(prepared.manifest["path"])}
 
 
-def perturbed_lfw_crops(prepared, rows, rels, size: int, config: RecognitionConfig, data_root=None,
-                        progress: bool = False) -> np.ndarray:
-    """``uint8[N, size, size, 3]`` perturbed loose crops of LFW images ``rels`` (manifest ``rows``),
-    re-cropped from the original images with :func:`facelab.data.perturb.perturbed_crop`."""
+def perturbed_loose_crops(prepared, rows, size: int, config, data_root=None, *, keys=None, seed: int | None = None,
+                          progress: bool = False) -> np.ndarray:
+    """``uint8[N, size, size, 3]`` loose crops of manifest ``rows`` re-cropped from the original images
+    with a random shift, scale and rotation (:func:`facelab.data.perturb.perturbed_crop`), drawn per
+    image from its key (``keys``, default the manifest path) and ``seed`` (default ``config.perturb_seed``)."""
     import cv2
     from tqdm.auto import tqdm
 
-    from facelab.data import lfw
     from facelab.data.imageio import read_rgb
-    from facelab.data.manifest import LOOSE_BOX_COLUMNS
+    from facelab.data.manifest import LOOSE_BOX_COLUMNS, resolve_image
     from facelab.data.perturb import PerturbationRange, perturbation_for, perturbed_crop
 
     spread = PerturbationRange(config.perturb_max_shift, config.perturb_max_scale, config.perturb_max_rotation)
-    boxes = prepared.manifest.iloc[np.asarray(rows, np.int64)][list(LOOSE_BOX_COLUMNS)].to_numpy(np.float64)
-    root = lfw.images_dir(data_root)
-    out = np.empty((len(rels), size, size, 3), np.uint8)
-    for k, (rel, box) in enumerate(tqdm(list(zip(rels, boxes)), desc="perturb", disable=not progress, leave=False)):
-        crop, _ = perturbed_crop(read_rgb(root / rel), box, perturbation_for(rel, config.perturb_seed, spread),
-                                 PREPARED_LOOSE_SIZE)
+    df = prepared.manifest.iloc[np.asarray(rows, np.int64)]
+    boxes = df[list(LOOSE_BOX_COLUMNS)].to_numpy(np.float64)
+    keys = list(df["path"]) if keys is None else list(keys)
+    seed = config.perturb_seed if seed is None else seed
+    out = np.empty((len(df), size, size, 3), np.uint8)
+    for k, (path, key, box) in enumerate(tqdm(list(zip(df["path"], keys, boxes)), desc="perturb", disable=not progress,
+                                              leave=False)):
+        image = read_rgb(resolve_image(prepared.dataset, path, data_root))
+        crop, _ = perturbed_crop(image, box, perturbation_for(key, seed, spread), PREPARED_LOOSE_SIZE)
         out[k] = crop if size == PREPARED_LOOSE_SIZE else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     return out
 
 
-def embed_flip_sum(model, images: np.ndarray, batch: int = 128, device: str = "cpu") -> np.ndarray:
-    """``float32[N, D]`` L2-normalised flip-summed embeddings (paper 002, Section 4)."""
+def embed_flip_sum(model, images: np.ndarray, batch: int = 128, device: str = "cpu", head=None) -> np.ndarray:
+    """``float32[N, D]`` L2-normalised flip-summed embeddings (paper 002, Section 4); through ``head``
+    (a distilled student's projection to the teacher's space) when given."""
     import torch
 
     from facelab.eval.descriptors import embed_with_flip
 
     model.eval()
+    if head is not None:
+        head.eval()
+    embed = model.forward_features if head is None else (lambda x: head(model.forward_features(x)))
     feats = []
     for i in range(0, len(images), batch):
         x = to_float(images[i:i + batch]).to(device)
-        feats.append(embed_with_flip(model.forward_features, x).cpu())
+        feats.append(embed_with_flip(embed, x).cpu())
     f = torch.cat(feats) if feats else torch.zeros(0, model.num_features)
     return torch.nn.functional.normalize(f, dim=1).numpy()
 
@@ -401,47 +354,15 @@ def _f32(a) -> list[float]:
     return [float(np.format_float_positional(x, unique=True, trim="-")) for x in np.asarray(a, np.float32)]
 
 
-def run_recognition(config: RecognitionConfig, ctx: RunContext):
-    import torch
-
+def lfw_test(model, config, ctx: RunContext, *, head=None, teacher=None) -> tuple[dict, dict, list[str]]:
+    """LFW View 2 (clean loose crops) and perturbed LFW accuracy of a trained STN model, the transformer
+    matrices of the first test images; with ``teacher``, the teacher's scores on the aligned crops of the
+    same pairs and the student's agreement with it. Returns ``(metrics, arrays, test image paths)``."""
     from facelab.data import lfw
+    from facelab.data.datasets import pack_loose_crops
     from facelab.data.manifest import load_prepared
-    from facelab.losses.margin import ArcFaceHead
-    from facelab.models.stn import STNFaceNet
-    from facelab.paths import cache_root
-    from facelab.results import config_hash
-    from facelab.train.grad_clip import clip_grad_norm_per_tensor
-    from facelab.train.loop import TrainConfig, fit
+    from facelab.eval.verification import kfold_accuracy
 
-    # --- training data: CFP loose crops
-    cfp_set = load_prepared("cfp", config.data_profile)
-    rows, identities, n_excluded = cfp_training_rows(cfp_set, ctx.data_root, n_identities=config.n_identities,
-                                                     min_images=config.min_images_per_identity)
-    images = read_loose_crops(cfp_set, rows, config.input_size, ctx.progress)
-    label_of = {ident: k for k, ident in enumerate(identities)}
-    labels = np.array([label_of[i] for i in cfp_set.manifest["identity"].to_numpy()[rows]])
-    if config.max_steps is not None:  # smoke: exactly max_steps batches
-        keep = np.random.default_rng(ctx.seed).permutation(len(rows))[:config.max_steps * config.batch_size]
-        images, labels = images[np.sort(keep)], labels[np.sort(keep)]
-    train_set = CropDataset(images, labels, config.flip_p)
-
-    torch.manual_seed(ctx.seed)
-    model = STNFaceNet(transform=config.transform, setting=config.setting, input_size=config.input_size,
-                       output_size=config.output_size)
-    head = ArcFaceHead(model.num_features, len(identities), margin=config.margin, scale=config.scale)
-    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                               weight_decay=config.weight_decay, lr_mult=(("model.stn.", config.stn_lr_mult),))
-    if config.stn_grad_clip is not None:
-        clip_grad_norm_per_tensor(model.stn, config.stn_grad_clip)
-    ckpt = cache_root() / "checkpoints" / CHAPTER / f"{config.transform}-{config_hash({'c': str(config), 's': ctx.seed})}.pt"
-    t0 = time.time()
-    # Checkpoints make long runs resumable; smoke runs always train (a finished checkpoint would skip it).
-    history = fit(model, train_set, train_config, head=head, device=ctx.device, seed=ctx.seed,
-                  checkpoint=ckpt if config.max_steps is None else None, progress=ctx.progress)
-    train_seconds = time.time() - t0
-    model.cpu()
-
-    # --- test data: LFW View 2 loose crops and their perturbed versions
     t1 = time.time()
     pairs = lfw.read_pairs("view2", ctx.data_root)
     if config.pairs_per_fold is not None:
@@ -455,33 +376,22 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
     rels = sorted({r for p in kept_pairs for r in p.images()})
     test_rows = [row_of[r] for r in rels]
     index = {r: k for k, r in enumerate(rels)}
-    clean = read_loose_crops(lfw_set, test_rows, config.input_size, ctx.progress)
-    perturbed = perturbed_lfw_crops(lfw_set, test_rows, rels, config.input_size, config, ctx.data_root, ctx.progress)
-    score_clean = _scores(embed_flip_sum(model, clean, device=ctx.device), index, kept_pairs)
-    score_pert = _scores(embed_flip_sum(model, perturbed, device=ctx.device), index, kept_pairs)
+    clean = pack_loose_crops(lfw_set, test_rows, config.input_size, ctx.progress)
+    perturbed = perturbed_loose_crops(lfw_set, test_rows, config.input_size, config, ctx.data_root, keys=rels,
+                                      progress=ctx.progress)
+    emb_clean = embed_flip_sum(model, clean, device=ctx.device, head=head)
+    score_clean = _scores(emb_clean, index, kept_pairs)
+    score_pert = _scores(embed_flip_sum(model, perturbed, device=ctx.device, head=head), index, kept_pairs)
     show = rels[:config.n_matrices]
     m_clean = stn_matrices(model, clean[:len(show)], ctx.device)
     m_pert = stn_matrices(model, perturbed[:len(show)], ctx.device)
-    eval_seconds = time.time() - t1
-
-    from facelab.eval.verification import kfold_accuracy
-
     label = np.array([int(p.same) for p in kept_pairs])
     fold = np.array([p.fold for p in kept_pairs])
-    acc = kfold_accuracy(score_clean, label, fold)
-    acc_p = kfold_accuracy(score_pert, label, fold)
+    acc, acc_p = kfold_accuracy(score_clean, label, fold), kfold_accuracy(score_pert, label, fold)
     metrics = {
-        "transform": config.transform,
         "lfw_accuracy": acc.mean, "lfw_accuracy_sd": acc.std,
         "perturbed_lfw_accuracy": acc_p.mean, "perturbed_lfw_accuracy_sd": acc_p.std,
         "n_pairs_protocol": len(pairs), "n_pairs_scored": len(kept_pairs), "n_test_images": len(rels),
-        "n_train_images": int(len(train_set)), "n_identities": len(identities),
-        "n_cfp_excluded_as_lfw": n_excluded,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "localization_parameters": sum(p.numel() for p in model.stn.parameters()),
-        "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
-        # strict JSON: no NaN (val_acc is NaN without a validation set)
-        "history": {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.as_dict().items()},
         "score": "cosine similarity of L2-normalised flip-summed embeddings",
     }
     r5 = lambda a: np.round(np.asarray(a, np.float64), 5).tolist()  # noqa: E731 (JSON size)
@@ -494,6 +404,192 @@ def run_recognition(config: RecognitionConfig, ctx: RunContext):
         "matrix_images": show, "matrix_clean": r5(m_clean), "matrix_perturbed": r5(m_pert),
         "dropped_images": sorted(missing),
     }
+    if teacher is not None:
+        from facelab.teachers.targets import teacher_targets
+        from facelab.train.distill import agreement, decision_agreement
+
+        t = teacher_targets(lfw_set, teacher, test_rows, progress=ctx.progress)
+        t_sum = t[:, 0] + t[:, 1]
+        t_sum /= np.linalg.norm(t_sum, axis=1, keepdims=True)
+        teacher_score = _scores(t_sum, index, kept_pairs)
+        tacc = kfold_accuracy(teacher_score, label, fold)
+        metrics.update({"teacher_lfw_accuracy": tacc.mean, "teacher_lfw_accuracy_sd": tacc.std,
+                        "agreement": agreement(emb_clean, t_sum),
+                        "decision_agreement": decision_agreement(score_clean, teacher_score, label, fold)})
+        arrays["teacher_score"] = _f32(teacher_score)
+    metrics["eval_seconds"] = round(time.time() - t1, 1)
+    return metrics, arrays, rels
+
+
+def run_recognition(config: RecognitionConfig, ctx: RunContext):
+    import torch
+
+    from facelab.data.augment import FlipJitter
+    from facelab.data.datasets import pack_loose_crops
+    from facelab.data.manifest import load_prepared
+    from facelab.losses.margin import ArcFaceHead
+    from facelab.models.stn import STNFaceNet
+    from facelab.paths import cache_root
+    from facelab.results import config_hash
+    from facelab.train.grad_clip import clip_grad_norm_per_tensor
+    from facelab.train.inputs import PackedFaces
+    from facelab.train.loop import TrainConfig, fit
+    from facelab.train.speed import Speed
+
+    # --- training data: CFP loose crops
+    cfp_set = load_prepared("cfp", config.data_profile)
+    rows, identities, n_excluded = cfp_training_rows(cfp_set, ctx.data_root, n_identities=config.n_identities,
+                                                     min_images=config.min_images_per_identity)
+    images = pack_loose_crops(cfp_set, rows, config.input_size, ctx.progress)
+    label_of = {ident: k for k, ident in enumerate(identities)}
+    labels = np.array([label_of[i] for i in cfp_set.manifest["identity"].to_numpy()[rows]])
+    if config.max_steps is not None:  # smoke: exactly max_steps batches
+        keep = np.random.default_rng(ctx.seed).permutation(len(rows))[:config.max_steps * config.batch_size]
+        images, labels = images[np.sort(keep)], labels[np.sort(keep)]
+    # [0, 1] pixels (the transformer samples zeros outside the crop), random horizontal flips
+    train_set = PackedFaces(images, np.arange(len(images)), labels, size=config.input_size,
+                            augment=FlipJitter(config.flip_p, 0), seed=ctx.seed, normalize=False)
+
+    torch.manual_seed(ctx.seed)
+    model = STNFaceNet(transform=config.transform, setting=config.setting, input_size=config.input_size,
+                       output_size=config.output_size)
+    head = ArcFaceHead(model.num_features, len(identities), margin=config.margin, scale=config.scale)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               weight_decay=config.weight_decay, lr_mult=(("model.stn.", config.stn_lr_mult),),
+                               speed=Speed(channels_last=config.channels_last, autocast_bf16=config.bf16))
+    if config.stn_grad_clip is not None:
+        clip_grad_norm_per_tensor(model.stn, config.stn_grad_clip)
+    ckpt = cache_root() / "checkpoints" / CHAPTER / f"{config.transform}-{config_hash({'c': str(config), 's': ctx.seed})}.pt"
+    t0 = time.time()
+    # Checkpoints make long runs resumable; smoke runs always train (a finished checkpoint would skip it).
+    history = fit(model, train_set, train_config, head=head, device=ctx.device, seed=ctx.seed,
+                  checkpoint=ckpt if config.max_steps is None else None, progress=ctx.progress)
+    train_seconds = time.time() - t0
+    model.cpu()
+
+    metrics, arrays, rels = lfw_test(model, config, ctx)
+    metrics.update({
+        "transform": config.transform, "n_train_images": int(len(train_set)), "n_identities": len(identities),
+        "n_cfp_excluded_as_lfw": n_excluded, "parameters": sum(p.numel() for p in model.parameters()),
+        "localization_parameters": sum(p.numel() for p in model.stn.parameters()),
+        "train_seconds": round(train_seconds, 1),
+        # strict JSON: no NaN (val_acc is NaN without a validation set)
+        "history": {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.as_dict().items()},
+        "speed": history.as_record()["speed"]})
+    digest = hashlib.sha256("\n".join(list(cfp_set.manifest["path"].iloc[rows]) + rels).encode()).hexdigest()[:16]
+    return metrics, arrays, digest
+
+
+# ----------------------------------------------------------------------------- the distilled track
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Chapter 3's transformers trained by mimicking SFace (facelab.train.distill) instead of ArcFace.
+
+    The student (the transformer + Table 1 network + a 512 -> 128 projection) sees a *perturbed* loose
+    crop of each CFP training image (random shift, scale, rotation: the perturbed-LFW ranges, another
+    seed), the teacher embeds the image's properly aligned crop (its mirror for a flipped sample): to
+    match the teacher the transformer has to undo the perturbation. AdamW at ``lr``, the
+    localization network at ``lr * stn_lr_mult`` with its gradients clipped per tensor, as the ArcFace
+    track. Sizes, identities and test as :class:`RecognitionConfig`.
+    """
+
+    transform: str
+    data_profile: str
+    input_size: int
+    output_size: int
+    epochs: int
+    pairs_per_fold: int | None
+    teacher: str = "sface"
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    stn_lr_mult: float = 0.1
+    stn_grad_clip: float | None = 1.0
+    flip_p: float = 0.5
+    setting: int = 3
+    max_images: int | None = None
+    n_matrices: int = 64
+    perturb_max_shift: float = 0.1
+    perturb_max_scale: float = 0.15
+    perturb_max_rotation: float = 20.0
+    perturb_seed: int = 0
+    train_perturb_seed: int = 1
+    channels_last: bool = False
+    bf16: bool = False
+
+
+def configure_distill(transform: str):
+    def configure(profile: str) -> DistillConfig:
+        return {
+            "smoke": DistillConfig(transform=transform, data_profile="smoke", input_size=40, output_size=32, epochs=1,
+                                   pairs_per_fold=2, batch_size=8, max_images=16, n_matrices=8),
+            # 2 CPU cores: as the ArcFace track's small profile (32x32 faces from 40x40 crops, every kept
+            # CFP identity, 150 LFW pairs per fold), 10 epochs (~100 images/s with bf16)
+            "small": DistillConfig(transform=transform, data_profile="small", input_size=40, output_size=32, epochs=10,
+                                   pairs_per_fold=150, channels_last=True, bf16=True),
+            "full": DistillConfig(transform=transform, data_profile="full", input_size=PREPARED_LOOSE_SIZE,
+                                  output_size=112, epochs=30, pairs_per_fold=None, channels_last=True, bf16=True),
+        }[profile]
+
+    return configure
+
+
+def run_distill(config: DistillConfig, ctx: RunContext):
+    import os
+
+    import torch
+
+    from facelab.data.augment import FlipJitter
+    from facelab.data.manifest import load_prepared
+    from facelab.models.stn import STNFaceNet
+    from facelab.paths import cache_root
+    from facelab.results import config_hash
+    from facelab.teachers import load_teacher
+    from facelab.teachers.targets import teacher_targets
+    from facelab.train.distill import Mimic, MimicHead
+    from facelab.train.grad_clip import clip_grad_norm_per_tensor
+    from facelab.train.inputs import PackedFaces
+    from facelab.train.loop import TrainConfig, fit
+    from facelab.train.speed import Speed
+
+    cfp_set = load_prepared("cfp", config.data_profile)
+    rows, identities, n_excluded = cfp_training_rows(cfp_set, ctx.data_root, n_identities=None)
+    if config.max_images is not None:  # smoke: a seeded subset
+        rows = np.sort(np.random.default_rng(ctx.seed).permutation(rows)[:config.max_images])
+    teacher = load_teacher(config.teacher, **({"threads": ctx.workers or os.cpu_count() or 1}
+                                              if config.teacher == "sface" else {}))
+    targets = teacher_targets(cfp_set, teacher, rows, progress=ctx.progress)  # of the aligned crops
+    images = perturbed_loose_crops(cfp_set, rows, config.input_size, config, ctx.data_root,
+                                   seed=config.train_perturb_seed, progress=ctx.progress)
+    train_set = PackedFaces(images, np.arange(len(rows)), targets, size=config.input_size,
+                            augment=FlipJitter(config.flip_p, 0), seed=ctx.seed, normalize=False)
+    torch.manual_seed(ctx.seed)
+    model = STNFaceNet(transform=config.transform, setting=config.setting, input_size=config.input_size,
+                       output_size=config.output_size)
+    head = MimicHead(model.num_features, teacher.embedding_dim)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               weight_decay=config.weight_decay, optimizer="adamw", min_lr=1e-6,
+                               lr_mult=(("model.stn.", config.stn_lr_mult),),
+                               speed=Speed(channels_last=config.channels_last, autocast_bf16=config.bf16))
+    if config.stn_grad_clip is not None:
+        clip_grad_norm_per_tensor(model.stn, config.stn_grad_clip)
+    ckpt = (cache_root() / "checkpoints" / CHAPTER / f"distill-{config.transform}-{config_hash([str(config), ctx.seed])}.pt"
+            if config.max_images is None else None)
+    t0 = time.time()
+    history = fit(model, train_set, train_config, head=head, objective=Mimic(), device=ctx.device, seed=ctx.seed,
+                  checkpoint=ckpt, progress=ctx.progress)
+    train_seconds = time.time() - t0
+    model.cpu(), head.cpu()
+    metrics, arrays, rels = lfw_test(model, config, ctx, head=head, teacher=teacher)
+    metrics.update({
+        "transform": config.transform, "teacher": teacher.name, "teacher_version": teacher.version,
+        "n_train_images": int(len(rows)), "n_identities": len(set(cfp_set.manifest["identity"].to_numpy()[rows])),
+        "n_cfp_excluded_as_lfw": n_excluded, "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(train_seconds, 1),
+        "history": {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.as_dict().items()},
+        "speed": history.as_record()["speed"]})
     digest = hashlib.sha256("\n".join(list(cfp_set.manifest["path"].iloc[rows]) + rels).encode()).hexdigest()[:16]
     return metrics, arrays, digest
 
@@ -571,6 +667,13 @@ register_experiment(Experiment(
 ))
 
 for _t in TRANSFORMS:
+    register_experiment(Experiment(
+        name=CH.experiment(f"distill_{_t}"),
+        chapter=CHAPTER,
+        description=f"Table 3, distilled track: STN ({_t}) + Table 1 net mimicking SFace from perturbed CFP loose crops",
+        configure=configure_distill(_t),
+        run=run_distill,
+    ))
     register_experiment(Experiment(
         name=CH.experiment(f"recognition_{_t}"),
         chapter=CHAPTER,

@@ -12,14 +12,14 @@ import math
 
 import numpy as np
 
+from facelab.data.datasets import pack_loose_crops
 from facelab.experiments import RunContext
 from facelab.experiments.stn_alignment import (
     CH,
     TRANSFORMS,
     RecognitionConfig,
     lfw_rows_by_relpath,
-    perturbed_lfw_crops,
-    read_loose_crops,
+    perturbed_loose_crops,
     to_float,
 )
 
@@ -151,12 +151,32 @@ def load_chapter_results(profile: str, ctx: RunContext, *, retrain: bool = False
     from facelab.experiments import load_stored
 
     localization = CH.experiment("localization_mse")
-    names = [localization] + [CH.experiment(f"recognition_{t}") for t in TRANSFORMS]
+    names = [localization] + [CH.experiment(f"{kind}_{t}") for kind in ("recognition", "distill") for t in TRANSFORMS]
     outcomes, missing = load_stored(names, profile, ctx, retrain=retrain, results_dir=results_dir)
     return {"localization": outcomes.get(localization),
-            "recognition": {t: outcomes[f"stn_alignment.recognition_{t}"] for t in TRANSFORMS
-                            if f"stn_alignment.recognition_{t}" in outcomes},
+            "recognition": {t: outcomes[CH.experiment(f"recognition_{t}")] for t in TRANSFORMS
+                            if CH.experiment(f"recognition_{t}") in outcomes},
+            "distilled": {t: outcomes[CH.experiment(f"distill_{t}")] for t in TRANSFORMS
+                          if CH.experiment(f"distill_{t}") in outcomes},
             "missing": missing}
+
+
+def distilled_frame(results: dict):
+    """The distilled transformers beside their teacher: LFW and perturbed-LFW accuracy (± SD over folds),
+    SFace on the aligned crops of the same pairs, the cosine agreement and the share of same decisions."""
+    import pandas as pd
+
+    rows = []
+    for t, r in results.items():
+        m = r.metrics
+        rows.append({"transform": t, "LFW %": round(100 * m["lfw_accuracy"], 2), "± SD": round(100 * m["lfw_accuracy_sd"], 2),
+                     "perturbed LFW %": round(100 * m["perturbed_lfw_accuracy"], 2),
+                     "SFace (aligned) LFW %": round(100 * m["teacher_lfw_accuracy"], 2),
+                     "cosine to SFace": round(m["agreement"]["cosine_mean"], 3),
+                     "same decision %": round(100 * m["decision_agreement"], 1),
+                     "output read inside input": round(sampling_inside(r), 2),
+                     "train min": round(m["train_seconds"] / 60, 1)})
+    return pd.DataFrame(rows)
 
 
 def learned_views(results: dict, which: str = "lfw", data_root=None) -> tuple[np.ndarray, dict]:
@@ -176,9 +196,9 @@ def learned_views(results: dict, which: str = "lfw", data_root=None) -> tuple[np
     row_of = lfw_rows_by_relpath(lfw_set)
     rows = [row_of[r] for r in rels]
     if which == "lfw":
-        inputs = read_loose_crops(lfw_set, rows, cfg.input_size)
+        inputs = pack_loose_crops(lfw_set, rows, cfg.input_size)
     else:
-        inputs = perturbed_lfw_crops(lfw_set, rows, rels, cfg.input_size, cfg, data_root)
+        inputs = perturbed_loose_crops(lfw_set, rows, cfg.input_size, cfg, data_root, keys=rels)
     key = "matrix_clean" if which == "lfw" else "matrix_perturbed"
     outputs = {t: apply_matrices(inputs, np.asarray(r.arrays[key], np.float32), r.config["output_size"])
                for t, r in results.items()}

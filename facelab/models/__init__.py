@@ -5,3 +5,4 @@ from facelab.models import resnet_baselines  # noqa: F401
 from facelab.models import stn  # noqa: F401
 from facelab.models import sface  # noqa: F401
 from facelab.models import mobilefacenet  # noqa: F401
+from facelab.models import mobilenet_v2_face  # noqa: F401

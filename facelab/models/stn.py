@@ -359,8 +359,14 @@ class SpatialTransformer(nn.Module):
         return F.affine_grid(matrix[:, :2], [matrix.shape[0], channels, *size], align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = self.grid_from_matrix(self.matrix(x), x.shape[1])
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # The transform, its grid and the sampling stay float32 under mixed precision (a training step
+        # with bf16 autocast, facelab.train.speed): a bf16 grid (8-bit mantissa) would place samples only
+        # to 1/256 of the crop, and the localization net's small output is the transform itself.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if x.dtype in (torch.float16, torch.bfloat16):
+                x = x.float()
+            grid = self.grid_from_matrix(self.matrix(x), x.shape[1])
+            return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class STNFaceNet(nn.Module):

@@ -51,16 +51,21 @@ def relational_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
 
 class MimicHead(nn.Module):
     """``[B, in_features] -> [B, out_features]``: a bias-free linear projection to the teacher's
-    dimension, or the identity when the sizes already agree. ``forward(x, targets)`` ignores the
+    dimension, or the identity when the sizes already agree; with ``norm``, a batch-norm of the
+    student's descriptor first (it standardises every descriptor dimension over the batch, so a
+    network whose descriptor barely varies from face to face, such as one without batch-norm of its
+    own, still hands the projection a signal to work with). ``forward(x, targets)`` ignores the
     targets (the training step passes them to every head)."""
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, *, norm: bool = False):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.proj = nn.Identity() if in_features == out_features else nn.Linear(in_features, out_features, bias=False)
+        self.norm = nn.BatchNorm1d(in_features) if norm else nn.Identity()
+        self.proj = (nn.Identity() if in_features == out_features and not norm
+                     else nn.Linear(in_features, out_features, bias=False))
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        return self.proj(x)
+        return self.proj(self.norm(x))
 
 
 @dataclass(frozen=True)
@@ -118,3 +123,87 @@ def decision_agreement(student_scores: np.ndarray, teacher_scores: np.ndarray, l
         thr = np.asarray(acc.thresholds)[np.searchsorted(fold_ids, folds)]
         decisions.append(np.asarray(scores) >= thr)
     return float((decisions[0] == decisions[1]).mean())
+
+
+@torch.no_grad()
+def embed_crops(model: nn.Module, images: np.ndarray, *, size: int, head: nn.Module | None = None,
+                flip_sum: bool = True, batch_size: int = 128, device: str = "cpu", normalize: bool = True) -> np.ndarray:
+    """``float32[N, D]`` unit-norm embeddings of ``uint8[N, H, W, 3]`` crops, in eval mode.
+
+    The model's ``forward_features`` (through ``head`` when given: a student's projection to the
+    teacher's space), resized to ``size`` and normalised as in training
+    (:func:`facelab.train.inputs.to_model_input`; ``normalize=False``: [0, 1] pixels), with the
+    mirror's embedding added when ``flip_sum`` (paper 002's flip-summed feature).
+    """
+    from facelab.train.inputs import MEAN, STD, to_model_input
+
+    model.eval()
+    if head is not None:
+        head.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        crops = np.ascontiguousarray(np.asarray(images[start:start + batch_size]).transpose(0, 3, 1, 2))
+        x = torch.from_numpy(crops).float().div_(255.0)
+        x = to_model_input(x, size)  # resized (and normalised, as in training)
+        x = (x if normalize else x * STD + MEAN).to(device)
+        views = [x, torch.flip(x, dims=[3])] if flip_sum else [x]
+        e = 0
+        for v in views:
+            f = model.forward_features(v)
+            e = e + (head(f) if head is not None else f)
+        out.append(F.normalize(e.float(), dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def lfw_student_evaluation(model, head, lfw_set, teacher, *, size: int, pairs_per_fold, data_root, device="cpu",
+                           progress: bool = False) -> tuple[dict, dict]:
+    """A student's LFW View 2 verification (cosine of flip-summed embeddings) next to its teacher's on the
+    same crops: per-pair scores, the student's cosine agreement with the teacher per face, the share of
+    pairs both decide alike. Returns ``(metrics, arrays)``."""
+    from facelab.data import lfw
+    from facelab.data.pairs import resolve_pairs
+    from facelab.eval.verification import kfold_accuracy
+    from facelab.teachers.targets import teacher_targets
+
+    pairs = lfw.read_pairs("view2", data_root)
+    if pairs_per_fold is not None:
+        pairs = lfw.subsample_pairs(pairs, pairs_per_fold)
+    resolved = resolve_pairs(lfw_set, pairs)
+    rows = np.unique(np.concatenate([resolved.index1, resolved.index2]))
+    position = np.searchsorted(rows, np.arange(len(lfw_set)))
+    crops = lfw_set.aligned[rows]
+    student = embed_crops(model, crops, size=size, head=head, device=device)
+    plain = embed_crops(model, crops, size=size, head=head, flip_sum=False, device=device)
+    t = teacher_targets(lfw_set, teacher, rows, progress=progress)
+    t_sum = t[:, 0] + t[:, 1]
+    t_sum /= np.linalg.norm(t_sum, axis=1, keepdims=True)
+    i1, i2 = position[resolved.index1], position[resolved.index2]
+    score = np.einsum("ij,ij->i", student[i1], student[i2]).astype(np.float32)
+    teacher_score = np.einsum("ij,ij->i", t_sum[i1], t_sum[i2]).astype(np.float32)
+    label, fold = resolved.same.astype(int), resolved.fold
+    acc, tacc = kfold_accuracy(score, label, fold), kfold_accuracy(teacher_score, label, fold)
+    metrics = {"lfw_accuracy": acc.mean, "lfw_accuracy_sd": acc.std, "teacher_lfw_accuracy": tacc.mean,
+               "teacher_lfw_accuracy_sd": tacc.std, "n_pairs_scored": len(resolved),
+               "n_pairs_dropped": int(sum(resolved.dropped.values())), "n_test_images": int(len(rows)),
+               "agreement": agreement(plain, t[:, 0]),
+               "decision_agreement": decision_agreement(score, teacher_score, label, fold)}
+    arrays = {"score": [float(s) for s in score], "teacher_score": [float(s) for s in teacher_score],
+              "label": label.tolist(), "fold": fold.tolist(), "pair_index": resolved.pair_index.tolist()}
+    return metrics, arrays
+
+
+def pool_with_targets(prepared: dict, identities: dict, teacher, *, max_images: int | None = None, seed: int = 0,
+                      progress: bool = False):
+    """A distillation pool's crops (:func:`facelab.data.datasets.pool_crops` of ``identities[name]`` in
+    ``prepared[name]``) and their teacher targets ``float32[N, 2, D]`` (crop, mirror), in pool order
+    (computed once per crop and cached: :mod:`facelab.teachers.targets`)."""
+    from facelab.data.datasets import pool_crops
+    from facelab.teachers.targets import teacher_targets
+
+    crops = pool_crops(prepared, identities, max_images=max_images, seed=seed)
+    targets = np.empty((len(crops), 2, teacher.embedding_dim), np.float32)
+    for name in identities:
+        sel = crops.dataset == name
+        if sel.any():
+            targets[sel] = teacher_targets(prepared[name], teacher, crops.row[sel], progress=progress)
+    return crops, targets

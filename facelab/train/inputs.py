@@ -86,6 +86,8 @@ class PackedFaces(Dataset):
         size: side of the model input (bilinear resize of the batch, as :func:`to_model_input`).
         augment: :class:`facelab.data.augment.FlipJitter` or None.
         seed: augmentation seed; sample ``i`` in epoch ``e`` draws from ``default_rng([seed, e, i])``.
+        normalize: map [0, 1] to [-1, 1] (:data:`MEAN`, :data:`STD`); False gives [0, 1] pixels (the
+            spatial transformer of paper 002 samples them with zeros outside the crop).
 
     ``dataset[i]`` is ``(float32[3, S, S], int label)`` like :class:`ModelInput`; ``dataset.__getitems__
     (indices)`` (what a DataLoader calls) is the :class:`Batch` of those samples, equal to stacking
@@ -94,7 +96,7 @@ class PackedFaces(Dataset):
     """
 
     def __init__(self, images: np.ndarray, rows: Sequence[int], labels: Sequence[int], *, size: int,
-                 augment=None, seed: int = 0):
+                 augment=None, seed: int = 0, normalize: bool = True):
         self.images = images
         self.rows = np.asarray(rows, dtype=np.int64)
         labels = np.asarray(labels)
@@ -112,6 +114,7 @@ class PackedFaces(Dataset):
         if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(images)):
             raise ValueError(f"rows must lie in [0, {len(images)}) (got {self.rows.min()}..{self.rows.max()})")
         self.size, self.augment, self.seed, self._epoch = int(size), augment, int(seed), 0
+        self.normalize = bool(normalize)
         self._faces = None
 
     @classmethod
@@ -154,7 +157,8 @@ class PackedFaces(Dataset):
         # NCHW as uint8 (numpy's transpose copy of bytes is ~10x cheaper than torch's strided float copy).
         x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float().div_(255.0)
         labels = self.labels[idx, flip.astype(np.int64)] if self.labels.ndim == 3 else self.labels[idx]
-        return Batch(to_model_input(x, self.size), torch.from_numpy(np.ascontiguousarray(labels)))
+        x = to_model_input(x, self.size)
+        return Batch(x if self.normalize else x * STD + MEAN, torch.from_numpy(np.ascontiguousarray(labels)))
 
     def __getitem__(self, i: int):
         images, labels = self.__getitems__([i])

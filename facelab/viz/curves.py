@@ -187,3 +187,18 @@ def plot_discrete_roc(curves: Mapping[str, tuple[Any, Any]], *,
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right", fontsize=8)
     return fig
+
+
+def plot_learning_curves(curves: Mapping[str, Sequence[float]], *, ylabel: str, title: str | None = None,
+                         xlabel: str = "epoch") -> Figure:
+    """One line per run of a per-epoch quantity (e.g. ``{"+DWC": history["train_acc"]}``), epochs from 1."""
+    fig, ax = _new_axes(title)
+    for label, values in curves.items():
+        v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+        ax.plot(np.arange(1, len(v) + 1), v, marker="o", markersize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(fontsize="small")
+    return fig
