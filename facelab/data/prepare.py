@@ -33,7 +33,7 @@ import json
 import os
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,6 +297,11 @@ def _work(job: tuple[ImageItem, str, str]) -> dict:
                 "packed_index": -1, "key": _WORKER["config"].key()}
 
 
+def _work_chunk(jobs: list[tuple[ImageItem, str, str]]) -> list[dict]:
+    """:func:`_work` on a few jobs in one worker call (fewer round trips than one job per call)."""
+    return [_work(job) for job in jobs]
+
+
 class DetectorPool:
     """A process pool of MTCNN workers, started on first use and shared by several datasets.
 
@@ -310,7 +315,8 @@ class DetectorPool:
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, jobs: list[tuple[ImageItem, str, str]]):
-        """Rows of ``jobs`` (item, image path, output folder), in order, as they finish."""
+        """Rows of ``jobs`` (item, image path, output folder) as they finish (in any order: callers
+        key rows by image path)."""
         if not jobs:
             return
         if self.workers == 1 or len(jobs) < 8:
@@ -324,7 +330,11 @@ class DetectorPool:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_init_worker,
                                              initargs=(self.config,))
         try:
-            yield from self._pool.map(_work, jobs, chunksize=4)
+            # Chunks of 4 as they complete, not in submission order: an ordered map holds back every
+            # row finished behind a slow chunk, and an interrupt would lose them unjournalled.
+            futures = [self._pool.submit(_work_chunk, jobs[i:i + 4]) for i in range(0, len(jobs), 4)]
+            for future in as_completed(futures):
+                yield from future.result()
         except BaseException:
             self.close(cancel=True)
             raise
