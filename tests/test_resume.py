@@ -65,8 +65,12 @@ def test_prepare_resumes_after_a_signal(lfw_root, uninterrupted, tmp_path, sig, 
     journal = cache / "prepared" / "lfw" / "records.jsonl"
     # A session of its own, signalled as a whole, as Ctrl-C signals a terminal's foreground group
     # (the pool's workers get the SIGINT too).
+    # SIGINT at its default disposition in the child: a shell that starts this test suite in the
+    # background (`make test &`, nohup) ignores SIGINT, children inherit that, and Python then
+    # installs no KeyboardInterrupt handler, so the "Ctrl-C" would be ignored and prepare would finish.
     proc = subprocess.Popen(_prepare_cmd(lfw_root, workers), env=_env(cache), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 90
     while _lines(journal) < 8 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
