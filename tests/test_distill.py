@@ -140,3 +140,54 @@ def test_decision_agreement_counts_pairs_decided_alike():
     teacher = labels + rng.normal(0, 0.3, 100)
     assert decision_agreement(teacher, teacher, labels, folds) == 1.0
     assert 0.3 < decision_agreement(rng.normal(size=100), teacher, labels, folds) < 0.8
+
+
+def test_centred_agreement_sees_a_student_of_centred_targets():
+    # a teacher whose embeddings share a large common component; a student that learned the centred
+    # targets exactly: raw cosine low, centred cosine 1
+    rng = np.random.default_rng(0)
+    common = np.zeros(16)
+    common[0] = 10.0
+    teacher = common + rng.normal(size=(200, 16))
+    student = teacher - teacher.mean(axis=0)
+    a = agreement(student, teacher)
+    assert a["centred_cosine_mean"] > 0.999
+    assert a["cosine_mean"] < 0.5
+    # an unrelated student agrees with nobody, either way
+    b = agreement(rng.normal(size=(200, 16)), teacher)
+    assert abs(b["centred_cosine_mean"]) < 0.1
+
+
+def test_embed_crops_views_match_the_flip_sum_and_fp32():
+    import torch
+
+    from facelab.train.distill import embed_crops, embed_crops_views
+    from facelab.train.speed import Speed
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.fc = torch.nn.Linear(8 * 30 * 30, 6)
+
+        def forward_features(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    torch.manual_seed(0)
+    net = Net()
+    crops = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    fp32 = Speed()
+    plain, summed = embed_crops_views(net, crops, size=32, speed=fp32, batch_size=2)
+    assert plain.shape == summed.shape == (5, 6)
+    np.testing.assert_allclose(np.linalg.norm(summed, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embed_crops(net, crops, size=32, flip_sum=False, speed=fp32), plain, atol=1e-6)
+    # the flip sum is the sum of the crop's and its mirror's raw embeddings, normalised
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+    raw = lambda c: embed_crops_views(net, c, size=32, speed=fp32, mirror=False)[0]  # noqa: E731
+    _, summed_m = embed_crops_views(net, mirrored, size=32, speed=fp32)
+    np.testing.assert_allclose(summed, summed_m, atol=1e-5)  # symmetric in the two views
+    assert raw(crops).shape == (5, 6)
+    # the default evaluation levers (bf16 where the CPU has it, channels_last) stay close to fp32
+    fast, fast_sum = embed_crops_views(net, crops, size=32)
+    assert (fast * plain).sum(1).min() > 0.99 and (fast_sum * summed).sum(1).min() > 0.99
+    assert net.conv.weight.is_contiguous()  # the memory format is restored

@@ -228,6 +228,7 @@ def distilled_frame(results: Mapping[str, Result]):
                      "± SD": round(100 * m["lfw_accuracy_sd"], 2),
                      "SFace LFW %": round(100 * m["teacher_lfw_accuracy"], 2),
                      "cosine to SFace": round(m["agreement"]["cosine_mean"], 3),
+                     "centred cosine": _centred(m),
                      "same decision %": round(100 * m["decision_agreement"], 1),
                      "CFP 1 img F-F EER %": round(100 * m["eer"]["cosine"]["t1_ff"], 2),
                      "pool images": m["n_train_images"], "epochs": len(m["history"]["train_loss"]),
@@ -257,3 +258,10 @@ def run_summary(outcomes: Mapping[str, object]):
 
 __all__ = ["latency_frame", "runs_frame", "distilled_frame", "distilled_curves", "det_curves", "det_curves_by_model", "example_pairs",
            "history_frame", "claims", "claims_frame", "run_summary", "SFPN_MODELS"]
+
+
+def _centred(metrics: dict):
+    """The centred cosine agreement (:func:`facelab.train.distill.agreement`); None in a result stored
+    before it was measured."""
+    value = metrics["agreement"].get("centred_cosine_mean")
+    return None if value is None else round(value, 3)

@@ -173,6 +173,7 @@ def distilled_frame(results: dict):
                      "perturbed LFW %": round(100 * m["perturbed_lfw_accuracy"], 2),
                      "SFace (aligned) LFW %": round(100 * m["teacher_lfw_accuracy"], 2),
                      "cosine to SFace": round(m["agreement"]["cosine_mean"], 3),
+                     "centred cosine": _centred(m),
                      "same decision %": round(100 * m["decision_agreement"], 1),
                      "output read inside input": round(sampling_inside(r), 2),
                      "train min": round(m["train_seconds"] / 60, 1)})
@@ -281,3 +282,10 @@ def sampling_inside(result, which: str = "lfw") -> float:
     size = int(result.config["output_size"])
     grid = projective_grid(m, (size, size))
     return float((grid.abs() <= 1).all(-1).float().mean())
+
+
+def _centred(metrics: dict):
+    """The centred cosine agreement (:func:`facelab.train.distill.agreement`); None in a result stored
+    before it was measured."""
+    value = metrics["agreement"].get("centred_cosine_mean")
+    return None if value is None else round(value, 3)
