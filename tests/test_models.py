@@ -10,7 +10,7 @@ from facelab import create_model, list_models
 
 NUM_CLASSES = 5
 BATCH = 2
-MODELS = list_models()
+MODELS = list_models()  # recognizers; the detectors (list_models(kind="detector")): tests/test_lefv_models.py
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,7 +48,7 @@ def test_registry_has_the_paper_models():
         "squeezefaceposenet", "squeezefaceposenet_gdc", "squeezefaceposenet_dwc", "squeezefaceposenet_dwc_gdc",
         "resnet50", "se_resnet50",
         "stn_resnet_identity", "stn_resnet_similarity", "stn_resnet_affine", "stn_resnet_projective",
-        "sface", "mobilefacenet", "mobilenet_v2_face",
+        "sface", "mobilefacenet", "mobilenet_v2_face", "lefv_recognizer", "lefv_recognizer_no_msff",
     }
     assert expected <= set(MODELS)
 

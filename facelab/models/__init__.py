@@ -6,3 +6,5 @@ from facelab.models import stn  # noqa: F401
 from facelab.models import sface  # noqa: F401
 from facelab.models import mobilefacenet  # noqa: F401
 from facelab.models import mobilenet_v2_face  # noqa: F401
+from facelab.models import lefv_detector  # noqa: F401
+from facelab.models import lefv_recognizer  # noqa: F401
