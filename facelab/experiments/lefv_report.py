@@ -1,0 +1,217 @@
+"""Chapter 1's tables and checks, computed from stored results (:mod:`facelab.experiments.lefv`) and
+the paper's values (``facelab/paper_values/000.json``): the notebook only calls these."""
+
+from __future__ import annotations
+
+from facelab.claims import ClaimCheck, check_order, check_value
+from facelab.tables import cells
+
+PAPER = "000"
+NOT_MEASURED = "not measured yet (the chapter's next step)"
+
+
+def _pv(key: str) -> float:
+    return cells(PAPER)[key]["value"]
+
+
+def table2_readings():
+    """Table 2 under the two possible column orders of its text copy: the marks give CF | CF+SDC |
+    CF+SDC+CM | Baseline (reading A, ours); a reader who takes the first printed column as the
+    baseline gets reading B. The checks the text allows: the full model is "a little" below the
+    baseline and "far" cheaper, and Table 3 prints its Easy AP as 0.833."""
+    import pandas as pd
+
+    printed = [("cf", "CF"), ("cf_sdc", "CF+SDC"), ("cf_sdc_cm", "CF+SDC+CM"), ("baseline", "Baseline")]
+    maps = [_pv(f"table2.map.{k}") for k, _ in printed]
+    flops = [_pv(f"table2.flops.{k}") for k, _ in printed]
+    easy = 100 * _pv("table3.ours.easy")
+    rows = []
+    for reading, order in (("A: CF | CF+SDC | CF+SDC+CM | Baseline (ours)", (0, 1, 2, 3)),
+                           ("B: Baseline | CF | CF+SDC | CF+SDC+CM", (1, 2, 3, 0))):
+        # order[i]: printed column holding network i of (CF, CF+SDC, CF+SDC+CM, Baseline)
+        full_map, base_map = maps[order[2]], maps[order[3]]
+        full_flops, base_flops = flops[order[2]], flops[order[3]]
+        rows.append({"reading": reading, "full model mAP %": full_map, "baseline mAP %": base_map,
+                     "full − baseline (AP points)": round(full_map - base_map, 1),
+                     "baseline ÷ full FLOPs": round(base_flops / full_flops, 2),
+                     "full mAP = Table 3 Easy (83.3)": abs(full_map - easy) < 0.05,
+                     "'a little' below the baseline": -5 < full_map - base_map < 0,
+                     "'far' cheaper than the baseline": base_flops / full_flops > 2})
+    return pd.DataFrame(rows)
+
+
+def table1_checks(result):
+    """Every layer of ``lefv.table1``: measured parameters and MACs next to Table 1's formulas."""
+    import pandas as pd
+
+    rows = [{"row": c["row"], "n": c["n"], "N_in": c["N_in"], "N_out": c["N_out"], "H×W": f"{c['H']}×{c['W']}",
+             "parameters": c["parameters"], "formula": int(c["parameters_formula"]),
+             "MACs": c["macs"], "formula ": int(c["macs_formula"]),
+             "equal": c["parameters"] == c["parameters_formula"] and c["macs"] == c["macs_formula"]}
+            for c in result.metrics["checks"]]
+    return pd.DataFrame(rows)
+
+
+def side_claims_frame(result):
+    """Section 2.2's numbers (VGG-16 vs MobileNet parameters; the 1×1 share of computation) measured."""
+    import pandas as pd
+
+    m = result.metrics
+    rows = []
+    if "vgg16_vs_mobilenet" in m:
+        v = m["vgg16_vs_mobilenet"]
+        rows.append({"quantity": "VGG-16 parameters ÷ MobileNet parameters", "paper": "32×",
+                     "ours": f"{v['ratio']:.1f}× ({v['vgg16_parameters'] / 1e6:.1f}M / {v['mobilenet_parameters'] / 1e6:.2f}M)"})
+    names = {"mobilenet_v1": "MobileNet (V1)", "torchvision:resnet50": "ResNet-50",
+             "torchvision:resnext50_32x4d": "ResNeXt-50 32×4d", "torchvision:resnet34": "ResNet-34"}
+    paper = {"mobilenet_v1": "94.86%", "torchvision:resnet50": "93% ('ResNet')"}
+    for name, s in m["pointwise_share"].items():
+        rows.append({"quantity": f"1×1 convolutions' share of {names.get(name, name)}'s multiply-adds",
+                     "paper": paper.get(name, "—"), "ours": f"{100 * s['share_1x1']:.2f}%"})
+    return pd.DataFrame(rows)
+
+
+def latency_frame(result):
+    """Every timed network: runtime, threads, median ms (p10-p90), images/s, ratio to the FLOP floor and
+    to the roofline floor."""
+    import pandas as pd
+
+    rows = []
+    for kind in ("detectors", "recognizers"):
+        for name, entry in result.metrics[kind].items():
+            for t, lat in (entry.get("latency") or {}).items():
+                for runtime, r in lat["runs"].items():
+                    rows.append({"model": name, "runtime": runtime, "threads": int(t[1:]),
+                                 "median ms": round(r["median_ms"], 2),
+                                 "p10–p90 ms": f"{r['p10_ms']:.2f}–{r['p90_ms']:.2f}",
+                                 "images/s": round(r["images_per_s"], 1),
+                                 "÷ FLOP floor": round(r["floor_ratio"], 2) if r.get("floor_ratio") else None,
+                                 "÷ roofline": round(r["roofline_ratio"], 2) if r.get("roofline_ratio") else None})
+    return pd.DataFrame(rows)
+
+
+def roofline_frame(result, threads: int = 1):
+    """Per timed network at ``threads``: FLOPs, bytes moved (unfused and fused), the compute and memory
+    floors, the roofline floor, ONNX Runtime's median and the share of memory-bound layers."""
+    import pandas as pd
+
+    rows = []
+    bw = result.metrics["memory_bandwidth"]["gb_per_s"]
+    for kind in ("detectors", "recognizers"):
+        for name, entry in result.metrics[kind].items():
+            lat = (entry.get("latency") or {}).get(f"t{threads}")
+            if not lat or not lat.get("roofline"):
+                continue
+            fused, ort = lat["roofline"]["fused"], lat["runs"].get("onnxruntime", {})
+            flops = entry["flops"] if isinstance(entry["flops"], (int, float)) else entry["flops"].get("480x640")
+            rows.append({"model": name, "GFLOPs": round(flops / 1e9, 3),
+                         "MB moved (unfused)": round(entry["bytes_moved"] / 1e6, 1),
+                         "compute floor ms": round(fused["compute_ms"], 2), "memory floor ms": round(fused["memory_ms"], 2),
+                         "roofline ms": round(fused["floor_ms"], 2), "ONNX Runtime ms": round(ort.get("median_ms", float("nan")), 2),
+                         "÷ FLOP floor": round(ort["floor_ratio"], 2) if ort.get("floor_ratio") else None,
+                         "÷ roofline": round(ort["roofline_ratio"], 2) if ort.get("roofline_ratio") else None,
+                         "memory-bound layers": f"{fused['memory_bound_layers']}/{fused['layers']}",
+                         "matmul GFLOP/s": round(lat["matmul_gflops"], 1), "bandwidth GB/s": round(bw, 1)})
+    return pd.DataFrame(rows)
+
+
+def msff_shapes():
+    """The MSFF walk-through on a 112×112 input: each block's map, its max-pooled 7×7 version, the
+    480-channel concatenation and Block 5 (computed with the model on a zero image)."""
+    import pandas as pd
+    import torch
+
+    from facelab.models.lefv_recognizer import LEFVRecognizer
+
+    m = LEFVRecognizer(msff=True).eval()
+    x = torch.zeros(1, 3, 112, 112)
+    rows = []
+    with torch.no_grad():
+        maps = m.block_maps(x)
+        for i, t in enumerate(maps, 1):
+            rows.append({"step": f"Block {i}", "output": "×".join(map(str, t.shape[1:])),
+                         "max-pooled for MSFF": "×".join(map(str, m.scale_pool(t).shape[1:]))})
+        fused = m.fused(x)
+        rows.append({"step": "concatenate (MSFF)", "output": "×".join(map(str, fused.shape[1:])), "max-pooled for MSFF": ""})
+        b5 = m.block5(fused)
+        rows.append({"step": "Block 5 (960 filters, 1×1)", "output": "×".join(map(str, b5.shape[1:])), "max-pooled for MSFF": ""})
+        rows.append({"step": "average pool, dropout, FC + BN", "output": str(m.forward_features(x).shape[1]),
+                     "max-pooled for MSFF": ""})
+    return pd.DataFrame(rows)
+
+
+def _ratio_spread(a: dict, b: dict) -> tuple[float, float]:
+    """``median_a / median_b`` and a spread for it from the p10-p90 ranges (half the range of the ratio)."""
+    r = a["median_ms"] / b["median_ms"]
+    lo, hi = a["p10_ms"] / b["p90_ms"], a["p90_ms"] / b["p10_ms"]
+    return r, (hi - lo) / 2
+
+
+def claims(table1, cx) -> list[ClaimCheck]:
+    """The paper's testable claims that stored results can check now; the rest listed as not measured."""
+    out: list[ClaimCheck] = []
+    if table1 is not None:
+        m = table1.metrics
+        out.append(ClaimCheck("Table 1's formulas give a convolution's parameters and multiply-adds",
+                              "formulas", f"{sum(c['parameters'] == c['parameters_formula'] for c in m['checks'])}"
+                              f"/{len(m['checks'])} layers exact", "reproduced" if m["formulas_exact"] else "not reproduced"))
+        if "vgg16_vs_mobilenet" in m:
+            out.append(check_value("VGG-16 has 32× MobileNet's parameters (Section 2.2)", paper=32,
+                                   ours=m["vgg16_vs_mobilenet"]["ratio"], spread=0.0, unit="×", tolerance=1.0))
+        s = m["pointwise_share"]
+        if "mobilenet_v1" in s:
+            out.append(check_value("1×1 convolutions are 94.86% of MobileNet's computation", paper=94.86,
+                                   ours=100 * s["mobilenet_v1"]["share_1x1"], spread=0.0, unit="%", tolerance=0.05))
+        if "torchvision:resnet50" in s:
+            out.append(check_value("1×1 convolutions are 93% of ResNet's computation (ResNet-50)", paper=93,
+                                   ours=100 * s["torchvision:resnet50"]["share_1x1"], spread=0.0, unit="%", tolerance=2))
+        if "torchvision:resnext50_32x4d" in s:
+            out.append(check_value("... the same 93% for ResNeXt-50 (ShuffleNet's figure, the likely source)", paper=93,
+                                   ours=100 * s["torchvision:resnext50_32x4d"]["share_1x1"], spread=0.0, unit="%",
+                                   tolerance=2))
+    if cx is not None:
+        d = cx.metrics["detectors"]
+
+        def fl(name):
+            return d[name]["flops"]["480x640"]
+
+        design = " [our widths: evidence about our design]"
+        out.append(check_value("CF cuts the detector's FLOPs about 5× (440.4M → 87.3M)" + design,
+                               paper=round(_pv("table2.flops.baseline") / _pv("table2.flops.cf"), 2),
+                               ours=fl("lefv_detector_baseline") / fl("lefv_detector_cf"), spread=0.0, unit="×",
+                               tolerance=1.0))
+        out.append(check_value("SDC cuts FLOPs by 15.9% (87.3M → 73.4M)" + design,
+                               paper=round(100 * (1 - _pv("table2.flops.cf_sdc") / _pv("table2.flops.cf")), 1),
+                               ours=100 * (1 - fl("lefv_detector_cf_sdc") / fl("lefv_detector_cf")), spread=0.0,
+                               unit="%", tolerance=5))
+        out.append(check_value("CM adds 6.9% FLOPs (73.4M → 78.5M)" + design,
+                               paper=round(100 * (_pv("table2.flops.cf_sdc_cm") / _pv("table2.flops.cf_sdc") - 1), 1),
+                               ours=100 * (fl("lefv_detector") / fl("lefv_detector_cf_sdc") - 1), spread=0.0, unit="%",
+                               tolerance=5))
+        sizes = cx.metrics.get("baseline_sizes", {})
+        if sizes.get("mtcnn"):
+            out.append(check_value("the detector is half MTCNN's size (0.95 vs 1.90 MB)" + design, paper=0.5,
+                                   ours=d["lefv_detector"]["fp32_bytes"] / sizes["mtcnn"]["bytes"], spread=0.0,
+                                   tolerance=0.1))
+        r = cx.metrics["recognizers"]
+        t1 = {n: e["latency"]["t1"]["runs"]["onnxruntime"] for n, e in r.items()
+              if "t1" in (e.get("latency") or {}) and "onnxruntime" in e["latency"]["t1"]["runs"]}
+        for fast, slow in (("lefv_recognizer", "torchvision:resnet34"), ("torchvision:resnet34", "torchvision:vgg16")):
+            if fast in t1 and slow in t1:
+                ratio, spread = _ratio_spread(t1[slow], t1[fast])
+                out.append(check_order(f"{fast} runs faster than {slow} (Table 5; this CPU, ONNX Runtime, 1 thread)",
+                                       better=ratio, worse=1.0, spread=spread, higher_is_better=True,
+                                       names=(f"speed-up {fast}/{slow}", "1"), unit="×"))
+        if "lefv_recognizer" in t1 and "torchvision:vgg16" in t1:
+            ratio, _ = _ratio_spread(t1["torchvision:vgg16"], t1["lefv_recognizer"])
+            arm = _pv("table5.ours.arm") / _pv("table5.vgg16.arm")
+            gpu = _pv("table5.ours.gpu") / _pv("table5.vgg16.gpu")
+            out.append(ClaimCheck("the speed-up over VGG-16 is larger on a CPU than on a GPU (Table 5)",
+                                  f"ARM {arm:.1f}× vs GPU {gpu:.1f}×",
+                                  f"this CPU {ratio:.1f}×; no GPU measured", "not resolved"))
+    for claim in ("CF costs 3.7 AP points (87.4 → 83.7)", "CM adds 0.8 AP (82.5 → 83.3)",
+                  "the detector's AP is close to MTCNN's at half the size (Table 3)",
+                  "normalization preserves identity (Section 3.2)", "MSFF improves recognition (Section 3.3)",
+                  "Leaky ReLU beats ReLU (Section 3.1.3)"):
+        out.append(ClaimCheck(claim, "stated", NOT_MEASURED, "not resolved"))
+    return out
