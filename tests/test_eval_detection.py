@@ -195,3 +195,29 @@ def test_wider_subset_annotation_splits():
     counts = {s: int(Det.wider_split_mask(heights, blur, s).sum()) for s in ("easy", "medium", "hard", "all")}
     assert counts["all"] == 519  # the subset's documented face count
     assert 0 < counts["easy"] < counts["medium"] < counts["hard"] < counts["all"]
+
+
+def test_bootstrap_ap_interval_contains_the_full_ap_and_collapses_for_identical_images():
+    from facelab.eval.detection import DetectionSettings, bootstrap_ap
+
+    settings = DetectionSettings(detector="toy", test_scale="original", score_threshold=0.0, nms_iou=0.4)
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    perfect = (gt.copy(), np.array([0.9, 0.8]))
+    # every image the same: every bootstrap draw has the same AP
+    same = bootstrap_ap([perfect] * 5, [gt] * 5, settings=settings, n_boot=50)
+    assert same["ap"] == pytest.approx(1.0) and same["ci_low"] == same["ci_high"] == pytest.approx(1.0)
+    # one image with a miss: the draws spread, the interval holds the full-set AP
+    miss = (gt[:1].copy(), np.array([0.9]))
+    mixed = bootstrap_ap([perfect, miss, perfect], [gt, gt, gt], settings=settings, n_boot=200, seed=1)
+    assert mixed["ci_low"] <= mixed["ap"] <= mixed["ci_high"] and mixed["ci_low"] < mixed["ci_high"]
+
+
+def test_recall_by_height_counts_found_faces_per_bin():
+    from facelab.eval.detection import recall_by_height
+
+    gt = np.array([[0, 0, 10, 8], [20, 20, 60, 60], [100, 100, 200, 200]], float)
+    heights = gt[:, 3] - gt[:, 1]
+    preds = (np.array([[20, 20, 60, 60], [100, 100, 200, 200], [0, 0, 10, 8]], float), np.array([0.9, 0.2, 0.1]))
+    out = recall_by_height([preds], [gt], [heights], bins=[0, 16, 64, 1000], score_threshold=0.15)
+    assert out["n_faces"] == [1, 1, 1] and out["n_found"] == [0, 1, 1]
+    assert out["recall"] == [0.0, 1.0, 1.0]

@@ -282,3 +282,48 @@ def evaluate_wider_splits(predictions: Sequence[tuple[Any, Any]], ground_truth: 
         ignore = [~wider_split_mask(h, b, split) for h, b in zip(heights, blur)]
         out[split] = evaluate_detections(predictions, ground_truth, settings=settings, gt_ignore=ignore, split=split)
     return out
+
+
+def bootstrap_ap(predictions: Sequence[tuple[Any, Any]], ground_truth: Sequence[Any], *, settings: DetectionSettings,
+                 gt_ignore: Sequence[Any] | None = None, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> dict[str, Any]:
+    """A per-image bootstrap of AP: images drawn with replacement ``n_boot`` times (seeded), AP of each
+    draw (:func:`evaluate_detections`); returns the AP of the full set, the ``level`` percentile
+    interval of the draws and their SD. With few images, or most faces in one image, the interval is
+    wide: it says how much the AP depends on which images happened to be tested."""
+    full = evaluate_detections(predictions, ground_truth, settings=settings, gt_ignore=gt_ignore).ap
+    rng = np.random.default_rng(seed)
+    n = len(ground_truth)
+    aps = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        rep = evaluate_detections([predictions[i] for i in idx], [ground_truth[i] for i in idx], settings=settings,
+                                  gt_ignore=None if gt_ignore is None else [gt_ignore[i] for i in idx])
+        if not math.isnan(rep.ap):
+            aps.append(rep.ap)
+    a = np.asarray(aps)
+    lo, hi = (np.percentile(a, [100 * (1 - level) / 2, 100 * (1 + level) / 2]) if a.size else (math.nan, math.nan))
+    return {"ap": None if math.isnan(full) else float(full), "ci_low": float(lo), "ci_high": float(hi),
+            "sd": float(a.std()) if a.size else math.nan, "n_boot": int(a.size), "level": level,
+            "method": "per-image bootstrap (images resampled with replacement)"}
+
+
+def recall_by_height(predictions: Sequence[tuple[Any, Any]], ground_truth: Sequence[Any], heights: Sequence[Any], *,
+                     bins: Sequence[float], score_threshold: float, iou_threshold: float = DEFAULT_IOU_THRESHOLD
+                     ) -> dict[str, list]:
+    """Share of ground-truth faces found (IoU >= ``iou_threshold`` by a detection scoring >=
+    ``score_threshold``, greedy matching) per face-height bin ``[bins[k], bins[k+1])``, with counts."""
+    found_h, all_h = [], []
+    for (boxes, scores), gt, h in zip(predictions, ground_truth, heights):
+        boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)
+        keep = scores >= score_threshold
+        m = match_image(boxes[keep], scores[keep], gt, iou_threshold=iou_threshold)
+        found = np.zeros(len(np.asarray(gt).reshape(-1, 4)), bool)
+        found[m.matched_gt[m.outcome == TP]] = True
+        found_h.append(np.asarray(h, np.float64)[found])
+        all_h.append(np.asarray(h, np.float64))
+    fh, ah = np.concatenate(found_h) if found_h else np.zeros(0), np.concatenate(all_h) if all_h else np.zeros(0)
+    n_all = np.histogram(ah, bins=bins)[0]
+    n_found = np.histogram(fh, bins=bins)[0]
+    return {"bins": [float(b) for b in bins], "n_faces": n_all.tolist(), "n_found": n_found.tolist(),
+            "recall": [float(f / a) if a else None for f, a in zip(n_found, n_all)]}

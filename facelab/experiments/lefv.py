@@ -348,3 +348,6 @@ register_experiment(Experiment(
     configure=configure_complexity, run=run_complexity))
 
 __all__ = ["DETECTORS", "RECOGNIZERS", "REFERENCE_RECOGNIZERS", "configure_complexity", "configure_table1"]
+
+# the detection experiments on the real WIDER FACE images live in their own module
+from facelab.experiments import lefv_detection  # noqa: E402,F401
