@@ -215,3 +215,62 @@ def claims(table1, cx) -> list[ClaimCheck]:
                   "Leaky ReLU beats ReLU (Section 3.1.3)"):
         out.append(ClaimCheck(claim, "stated", NOT_MEASURED, "not resolved"))
     return out
+
+
+DETECTOR_LABELS = {"mtcnn": "MTCNN (facenet-pytorch)", "yunet": "YuNet (yuface)"}
+
+
+def detection_frame(result):
+    """AP per split of each detector of ``lefv.detection_baselines`` with its per-image bootstrap
+    interval, the faces in the split and the highest recall reached."""
+    import pandas as pd
+
+    rows = []
+    for name, label in DETECTOR_LABELS.items():
+        if name not in result.metrics:
+            continue
+        for split in ("easy", "medium", "hard", "all"):
+            s = result.metrics[name][split]
+            b = s["bootstrap"]
+            rows.append({"detector": label, "split": split, "faces": s["n_gt"],
+                         "AP": None if s["ap"] is None else round(s["ap"], 3),
+                         "95% bootstrap interval": f"{b['ci_low']:.3f}–{b['ci_high']:.3f}",
+                         "max recall": round(s["max_recall"], 3), "detections": s["n_detections"]})
+    return pd.DataFrame(rows)
+
+
+def recall_curves(result) -> dict:
+    """``{label: recall_by_height record}`` for :func:`facelab.viz.curves.plot_recall_by_height`."""
+    return {label: result.metrics[name]["recall_by_height"] for name, label in DETECTOR_LABELS.items()
+            if name in result.metrics}
+
+
+def plot_detection_examples(result, data_root=None, indices=(1, 3)):
+    """The stored detections of each detector (operating thresholds: MTCNN's last stage 0.7, YuNet 0.5)
+    on WIDER images ``indices`` of ``lefv.detection_baselines``, ground truth in white."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from facelab.data.imageio import read_rgb
+    from facelab.data.widerface import images_dir, read_gt
+    from facelab.viz.faces import draw_detections
+
+    gt = {g.path: g for g in read_gt(data_root)}
+    names = [n for n in DETECTOR_LABELS if f"{n}_detections" in result.arrays]
+    thresholds = {"mtcnn": 0.7, "yunet": 0.5}
+    indices = [i for i in indices if i < len(result.arrays["images"])]
+    fig, axes = plt.subplots(len(indices), len(names), figsize=(5.2 * len(names), 3.8 * len(indices)), squeeze=False)
+    for r, i in enumerate(indices):
+        path = result.arrays["images"][i]
+        image = read_rgb(images_dir(data_root) / path)
+        for c, name in enumerate(names):
+            det = result.arrays[f"{name}_detections"][i]
+            boxes, scores = np.asarray(det["boxes"]).reshape(-1, 4), np.asarray(det["scores"])
+            keep = scores >= thresholds[name]
+            ax = axes[r][c]
+            draw_detections(ax, image, gt[path].boxes, colour="white")
+            draw_detections(ax, image, boxes[keep], colour="lime")
+            ax.set_title(f"{DETECTOR_LABELS[name]}: {int(keep.sum())} found, {len(gt[path].boxes)} annotated",
+                         fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -202,3 +202,31 @@ def plot_learning_curves(curves: Mapping[str, Sequence[float]], *, ylabel: str, 
     if curves:
         ax.legend(fontsize="small")
     return fig
+
+
+def plot_recall_by_height(curves: Mapping[str, Mapping[str, Any]], *, title: str | None = "Recall by face height"
+                          ) -> Figure:
+    """Share of faces found per face-height bin, one line per detector; ``curves[label]`` is a
+    :func:`facelab.eval.detection.recall_by_height` record (``bins``, ``recall``, ``n_faces``). The bar
+    behind the lines is the number of faces per bin (right axis)."""
+    if not curves:
+        raise ValueError("no curves to plot")
+    fig, ax = _new_axes(title)
+    first = next(iter(curves.values()))
+    bins = np.asarray(first["bins"], dtype=float)
+    labels = [f"{int(a)}–{int(b)}" if b < 1000 else f"≥{int(a)}" for a, b in zip(bins[:-1], bins[1:])]
+    x = np.arange(len(labels))
+    counts = ax.twinx()
+    counts.bar(x, first["n_faces"], color="0.85", zorder=0)
+    counts.set_ylabel("faces in the bin")
+    ax.set_zorder(counts.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for label, c in curves.items():
+        r = np.asarray([np.nan if v is None else v for v in c["recall"]], dtype=float)
+        ax.plot(x, r, marker="o", label=label)
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("face height (pixels, original image)")
+    ax.set_ylabel("recall at the detector's operating threshold")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
