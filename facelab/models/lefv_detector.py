@@ -222,14 +222,19 @@ class LEFVDetector(nn.Module):
 
     @torch.no_grad()
     def detect(self, x: torch.Tensor, *, score_threshold: float = 0.5, iou_threshold: float = 0.4,
-               max_detections: int = 750) -> list[Detections]:
-        """Decoded detections per image of the batch, after NMS (:func:`torchvision.ops.batched_nms`)."""
+               pre_nms_top_k: int = 5000, max_detections: int = 750) -> list[Detections]:
+        """Decoded detections per image of the batch: anchors scoring above ``score_threshold``, the
+        ``pre_nms_top_k`` best of them (RetinaFace's 5000), NMS (:func:`torchvision.ops.batched_nms`),
+        at most ``max_detections``."""
         out = self(x)
         anchors = self.anchors(x.shape[-2], x.shape[-1]).to(x.device)
         scores = out["logits"].float().softmax(-1)[..., 1]
         results = []
         for i in range(x.shape[0]):
             keep = scores[i] > score_threshold
+            if int(keep.sum()) > pre_nms_top_k:
+                keep = torch.zeros_like(keep)
+                keep[scores[i].topk(pre_nms_top_k).indices] = True
             boxes = decode_boxes(out["boxes"][i][keep].float(), anchors[keep])
             marks = decode_landmarks(out["landmarks"][i][keep].float(), anchors[keep])
             s = scores[i][keep]
