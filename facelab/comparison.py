@@ -118,6 +118,8 @@ def _metric_value(result: Result, *, path: str, unit: str, sd_path: str | None =
     """A number stored in ``result.metrics`` at the dotted ``path`` (list items by index), in ``unit``,
     times ``scale``."""
     value = _get_path(result.metrics, path)
+    if value is None:  # measured, but nothing there (e.g. an AP over a split without faces at this profile)
+        raise KeyError(f"{path!r} is empty in {result.experiment} (nothing to measure there at this profile)")
     if not _is_number(value):
         raise DataError(f"metric {path!r} of {result.experiment} is {value!r}, not a number")
     sd = _get_path(result.metrics, sd_path) if sd_path else None

@@ -221,3 +221,22 @@ def test_recall_by_height_counts_found_faces_per_bin():
     out = recall_by_height([preds], [gt], [heights], bins=[0, 16, 64, 1000], score_threshold=0.15)
     assert out["n_faces"] == [1, 1, 1] and out["n_found"] == [0, 1, 1]
     assert out["recall"] == [0.0, 1.0, 1.0]
+
+
+def test_bootstrap_full_ap_equals_evaluate_detections():
+    from facelab.eval.detection import DetectionSettings, bootstrap_ap, evaluate_detections
+
+    rng = np.random.default_rng(0)
+    settings = DetectionSettings(detector="toy", test_scale="original", score_threshold=0.0, nms_iou=None)
+    gts, preds, ignores = [], [], []
+    for _ in range(6):
+        g = rng.uniform(0, 80, (5, 2))
+        gt = np.c_[g, g + rng.uniform(8, 20, (5, 2))]
+        shift = rng.normal(0, 3, (5, 2))
+        p = gt + np.c_[shift, shift]
+        xy = rng.uniform(0, 80, (3, 2))
+        preds.append((np.r_[p, np.c_[xy, xy + rng.uniform(5, 20, (3, 2))]], rng.random(8)))
+        gts.append(gt)
+        ignores.append(rng.random(5) < 0.2)
+    ref = evaluate_detections(preds, gts, settings=settings, gt_ignore=ignores).ap
+    assert bootstrap_ap(preds, gts, settings=settings, gt_ignore=ignores, n_boot=5)["ap"] == pytest.approx(ref)

@@ -284,23 +284,45 @@ def evaluate_wider_splits(predictions: Sequence[tuple[Any, Any]], ground_truth: 
     return out
 
 
+def _pooled_ap(scores: np.ndarray, outcomes: np.ndarray, n_gt: int) -> float:
+    """AP of pooled per-detection ``scores`` and ``outcomes`` (TP/FP/IGNORED), as :func:`evaluate_detections`."""
+    if n_gt == 0:
+        return math.nan
+    kept = outcomes != IGNORED
+    s_k, o_k = scores[kept], outcomes[kept]
+    order = np.argsort(-s_k, kind="stable")
+    s_k, o_k = s_k[order], o_k[order]
+    tp, fp = np.cumsum(o_k == TP), np.cumsum(o_k == FP)
+    last = np.flatnonzero(np.r_[s_k[1:] != s_k[:-1], True]) if s_k.size else np.zeros(0, int)
+    tp, fp = tp[last], fp[last]
+    return average_precision(tp / np.maximum(tp + fp, 1), tp / n_gt)
+
+
 def bootstrap_ap(predictions: Sequence[tuple[Any, Any]], ground_truth: Sequence[Any], *, settings: DetectionSettings,
                  gt_ignore: Sequence[Any] | None = None, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> dict[str, Any]:
     """A per-image bootstrap of AP: images drawn with replacement ``n_boot`` times (seeded), AP of each
-    draw (:func:`evaluate_detections`); returns the AP of the full set, the ``level`` percentile
-    interval of the draws and their SD. With few images, or most faces in one image, the interval is
-    wide: it says how much the AP depends on which images happened to be tested."""
-    full = evaluate_detections(predictions, ground_truth, settings=settings, gt_ignore=gt_ignore).ap
+    draw; returns the AP of the full set, the ``level`` percentile interval of the draws and their SD.
+    Matching is per image, so each image is matched once and the draws pool those outcomes (the same
+    AP :func:`evaluate_detections` gives for the drawn images). With few images, or most faces in one
+    image, the interval is wide: it says how much the AP depends on which images happened to be tested."""
+    matches = [match_image(b, s, gt, gt_ignore=None if gt_ignore is None else gt_ignore[i],
+                           iou_threshold=settings.iou_threshold)
+               for i, ((b, s), gt) in enumerate(zip(predictions, ground_truth))]
+    scores = [m.scores for m in matches]
+    outcomes = [m.outcome.astype(int) for m in matches]
+    n_gt = np.array([m.n_gt for m in matches])
+    full = _pooled_ap(np.concatenate(scores) if scores else np.zeros(0),
+                      np.concatenate(outcomes) if outcomes else np.zeros(0, int), int(n_gt.sum()))
     rng = np.random.default_rng(seed)
     n = len(ground_truth)
     aps = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        rep = evaluate_detections([predictions[i] for i in idx], [ground_truth[i] for i in idx], settings=settings,
-                                  gt_ignore=None if gt_ignore is None else [gt_ignore[i] for i in idx])
-        if not math.isnan(rep.ap):
-            aps.append(rep.ap)
+        ap = _pooled_ap(np.concatenate([scores[i] for i in idx]), np.concatenate([outcomes[i] for i in idx]),
+                        int(n_gt[idx].sum()))
+        if not math.isnan(ap):
+            aps.append(ap)
     a = np.asarray(aps)
     lo, hi = (np.percentile(a, [100 * (1 - level) / 2, 100 * (1 + level) / 2]) if a.size else (math.nan, math.nan))
     return {"ap": None if math.isnan(full) else float(full), "ci_low": float(lo), "ci_high": float(hi),
