@@ -351,3 +351,5 @@ __all__ = ["DETECTORS", "RECOGNIZERS", "REFERENCE_RECOGNIZERS", "configure_compl
 
 # the detection experiments on the real WIDER FACE images live in their own module
 from facelab.experiments import lefv_detection  # noqa: E402,F401
+# Table 4's verification protocol and its reference rows
+from facelab.experiments import lefv_verification  # noqa: E402,F401
