@@ -147,7 +147,8 @@ def _ratio_spread(a: dict, b: dict) -> tuple[float, float]:
     return r, (hi - lo) / 2
 
 
-def claims(table1, cx, detectors: dict | None = None, baselines=None) -> list[ClaimCheck]:
+def claims(table1, cx, detectors: dict | None = None, baselines=None, recognizers: dict | None = None
+           ) -> list[ClaimCheck]:
     """The paper's testable claims that stored results can check now; the rest listed as not measured."""
     out: list[ClaimCheck] = []
     if table1 is not None:
@@ -210,8 +211,8 @@ def claims(table1, cx, detectors: dict | None = None, baselines=None) -> list[Cl
                                   f"ARM {arm:.1f}× vs GPU {gpu:.1f}×",
                                   f"this CPU {ratio:.1f}×; no GPU measured", "not resolved"))
     out += detector_claims(detectors or {}, baselines)
-    for claim in ("normalization preserves identity (Section 3.2)", "MSFF improves recognition (Section 3.3)"):
-        out.append(ClaimCheck(claim, "stated", NOT_MEASURED, "not resolved"))
+    out.append(msff_claim(recognizers or {}))
+    out.append(ClaimCheck("normalization preserves identity (Section 3.2)", "stated", NOT_MEASURED, "not resolved"))
     return out
 
 
@@ -335,3 +336,33 @@ def detector_runs_frame(results: dict):
 def by_network(outcomes: dict) -> dict:
     """``{network: result}`` of :func:`facelab.experiments.load_stored`'s ``lefv.detector.*`` outcomes."""
     return {o.result.metrics["network"]: o.result for o in outcomes.values()}
+
+
+def recognizer_frame(results: dict):
+    """Per distilled recognizer: pool, epochs, training minutes, final mimic cosine, the centred cosine
+    agreement with SFace on the CFP test crops, and TAR at each FAR (mean ± SD over folds)."""
+    import pandas as pd
+
+    rows = []
+    for name, r in results.items():
+        m = r.metrics
+        row = {"network": m["network"], "pool images": m["n_train_images"], "epochs": len(m["history"]["train_loss"]),
+               "train min": round(m["train_seconds"] / 60, 1),
+               "final cosine (train)": round(m["history"]["train_acc"][-1], 3),
+               "centred cosine to SFace (test)": round(m["agreement"]["centred_cosine_mean"], 3)}
+        for key, label in (("tar_far_1e-3", "TAR@0.1%"), ("tar_far_1e-2", "TAR@1%"), ("tar_far_1e-1", "TAR@10%")):
+            t = m["templates"][key]
+            row[label] = f"{100 * t['mean']:.1f} ± {100 * t['sd']:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def msff_claim(recognizers: dict) -> ClaimCheck:
+    """MSFF improves recognition: TAR at FAR = 1% with and without it (spread: the fold SDs combined)."""
+    by = {r.metrics["network"]: r for r in recognizers.values()}
+    if not {"lefv_recognizer", "lefv_recognizer_no_msff"} <= set(by):
+        return ClaimCheck("MSFF improves recognition (Section 3.3)", "stated", NOT_MEASURED, "not resolved")
+    a, b = (by[n].metrics["templates"]["tar_far_1e-2"] for n in ("lefv_recognizer", "lefv_recognizer_no_msff"))
+    return check_order("MSFF improves recognition (Section 3.3; TAR at FAR 1%, CFP templates, distilled)",
+                       better=100 * a["mean"], worse=100 * b["mean"], spread=100 * (a["sd"] ** 2 + b["sd"] ** 2) ** 0.5,
+                       higher_is_better=True, names=("with MSFF", "without"), unit="%")
