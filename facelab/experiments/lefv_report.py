@@ -323,7 +323,7 @@ def detector_runs_frame(results: dict):
         row = {"network": name, "scenes": m["n_train_scenes"], "faces": m["n_train_faces"],
                "epochs": len(h["loss"]), "final loss": round(h["loss"][-1], 3), "cls": round(h["cls"][-1], 3),
                "box": round(h["box"][-1], 3), "landmarks": round(h["landmarks"][-1], 3),
-               "train min": round(m["train_seconds"] / 60, 1), "images/s": round(float(h["images_per_s"][-1]), 1)}
+               "train min": round(sum(h["seconds"]) / 60, 1), "images/s": round(float(h["images_per_s"][-1]), 1)}
         for split in ("easy", "medium", "hard"):
             ap = m["wider"][split]["ap"]
             row[f"WIDER {split} AP"] = None if ap is None else round(ap, 3)
