@@ -366,3 +366,22 @@ def msff_claim(recognizers: dict) -> ClaimCheck:
     return check_order("MSFF improves recognition (Section 3.3; TAR at FAR 1%, CFP templates, distilled)",
                        better=100 * a["mean"], worse=100 * b["mean"], spread=100 * (a["sd"] ** 2 + b["sd"] ** 2) ** 0.5,
                        higher_is_better=True, names=("with MSFF", "without"), unit="%")
+
+
+def cf_lesson(cx) -> dict[str, str]:
+    """Baseline ÷ CF FLOPs and CF ÷ baseline latency (1 thread, eager and ONNX Runtime), as text for the
+    chapter; "not run" where the stored result lacks a number."""
+    d = cx.metrics["detectors"]
+    out = {"cf_flops": "not run", "cf_eager": "not run", "cf_ort": "not run"}
+    try:
+        out["cf_flops"] = f"{d['lefv_detector_baseline']['flops']['480x640'] / d['lefv_detector_cf']['flops']['480x640']:.1f}"
+        runs = {n: d[n]["latency"]["t1"]["runs"] for n in ("lefv_detector_baseline", "lefv_detector_cf")}
+        out["cf_eager"] = f"{runs['lefv_detector_cf']['torch']['median_ms'] / runs['lefv_detector_baseline']['torch']['median_ms']:.2f}"
+        out["cf_ort"] = (f"{runs['lefv_detector_cf']['onnxruntime']['median_ms'] / runs['lefv_detector_baseline']['onnxruntime']['median_ms']:.2f}")
+        out["cf_sentence"] = (f"CF cuts the FLOPs {out['cf_flops']}× (baseline ÷ CF at 640×480), but with one thread the CF "
+                              f"network takes {out['cf_eager']}× the baseline's time in eager PyTorch and {out['cf_ort']}× "
+                              "with ONNX Runtime (below 1: faster): FLOPs are not latency.")
+    except KeyError:
+        out["cf_sentence"] = ("The latency of the baseline and the CF network was not measured in this run "
+                              f"(profile {cx.profile}): the comparison of FLOPs and latency needs the small profile.")
+    return out
