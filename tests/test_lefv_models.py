@@ -172,3 +172,19 @@ def test_pointwise_share_of_a_separable_pair_is_the_closed_form():
     r = pointwise_share(m, (c, 8, 8))
     assert r["share_1x1"] == pytest.approx(c / (9 + c))
     assert r["macs_rest"] == 0
+
+
+def test_cost_helpers_name_bad_input():
+    with pytest.raises(ValueError, match="odd"):
+        measure_conv(2, 4, 4, 5, 5, separable=False)
+    with pytest.raises(ValueError, match="arithmetic"):
+        evaluate_formula("n *", {"n": 1})
+    assert evaluate_formula("-n + 3", {"n": 1}) == 2
+
+
+def test_a_box_no_anchor_touches_stays_unmatched():
+    from facelab.losses.detection import match_anchors
+
+    anchors = torch.tensor([[5.0, 5, 10, 10]])
+    far = torch.tensor([[50.0, 50, 51, 51]])
+    assert match_anchors(anchors, far).gt.tolist() == [-1]

@@ -22,17 +22,23 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 def evaluate_formula(formula: str, symbols: Mapping[str, float]) -> float:
     """The value of an arithmetic ``formula`` over ``symbols``; ValueError for anything else."""
-    tree = ast.parse(formula, mode="eval")
+    try:
+        tree = ast.parse(formula, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"formula {formula!r} is not an arithmetic expression ({err.msg})") from None
 
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](ev(node.operand))
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return node.value
         if isinstance(node, ast.Name):
@@ -55,11 +61,13 @@ def conv_layers(n: int, c_in: int, c_out: int, *, separable: bool) -> nn.Module:
 
 
 def measure_conv(n: int, c_in: int, c_out: int, h: int, w: int, *, separable: bool) -> dict[str, int]:
-    """``{"parameters", "macs"}`` of :func:`conv_layers` on a ``[1, c_in, h, w]`` input (output ``h × w``)."""
+    """``{"parameters", "macs"}`` of :func:`conv_layers` on a ``[1, c_in, h, w]`` input (output ``h × w``;
+    ``n`` odd, so that 'same' padding keeps the size)."""
+    if n < 1 or n % 2 == 0:
+        raise ValueError(f"the kernel side n must be odd and >= 1 (got {n}): 'same' padding needs an odd kernel")
     layer = conv_layers(n, c_in, c_out, separable=separable)
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         y = layer(torch.zeros(1, c_in, h, w))
-    assert y.shape[-2:] == (h, w)
     flops = fc.get_total_flops()
     return {"parameters": sum(p.numel() for p in layer.parameters()), "macs": flops // 2}
 

@@ -6,13 +6,15 @@ convolutions do ~9 multiply-adds per value they read, far too few to do that: th
 The roofline floor of Williams et al. ("Roofline", CACM 2009) is per layer
 ``max(FLOPs ÷ peak FLOP rate, bytes moved ÷ memory bandwidth)``, summed over layers.
 
-* :func:`memory_bandwidth`: a streaming copy of an array much larger than the caches
-  (``numpy.copyto``; read + write bytes ÷ time, best of ``repeats``), measured in the same run as the
-  matmul rate.
+* :func:`memory_bandwidth`: a streaming copy of an array much larger than the caches (the better of
+  numpy's single-threaded copy and torch's on the thread count being measured; read + write bytes ÷
+  time), measured in the same run as the matmul rate.
 * :func:`layer_traffic`: per leaf module, its forward FLOPs (FlopCounterMode) and the bytes it must
-  move at least once: its input and output activations and its parameters, float32. This is a lower
-  bound on traffic with no reuse across layers through the caches; small maps that stay in cache make
-  it pessimistic, so the floor is an estimate, stated as such.
+  move at least once: its input and output activations and its parameters, float32. Only leaf modules
+  are counted: tensor operations in ``forward`` code (concatenations, residual additions, reshapes)
+  move bytes that are not in the count, which lowers the floor of networks that use them (the context
+  module, MSFF). Maps small enough to stay in cache make the count pessimistic the other way: the floor
+  is an estimate, stated as such.
 * :func:`roofline_floor_ms`: the floor of a model from those two rates, *unfused* (every PyTorch
   module moves its tensors, as eager PyTorch runs them) or *fused* (BatchNorm, activations and
   dropout move nothing of their own, as ONNX Runtime folds them into the preceding convolution).
@@ -32,19 +34,36 @@ from torch.utils.flop_counter import FlopCounterMode
 BANDWIDTH_BYTES = 256 * 2**20
 
 
-def memory_bandwidth(*, n_bytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> dict:
-    """``{"gb_per_s", "n_bytes", "times_s"}``: streaming copy bandwidth, read + write counted (10^9 B/s)."""
-    src = np.ones(n_bytes // 8, np.float64)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)  # touch every page first
+def _best_copy_s(copy, repeats: int) -> float:
+    copy()  # touch every page first
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        np.copyto(dst, src)
+        copy()
         times.append(time.perf_counter() - t)
-    best = min(times)
-    return {"gb_per_s": 2 * src.nbytes / best / 1e9, "n_bytes": int(src.nbytes), "times_s": times,
-            "method": "numpy.copyto of a 256 MiB float64 array, read + write bytes / best time"}
+    return min(times)
+
+
+def memory_bandwidth(*, n_bytes: int = BANDWIDTH_BYTES, repeats: int = 5, threads: int | None = None) -> dict:
+    """``{"gb_per_s", "n_bytes", "threads", ...}``: streaming copy bandwidth, read + write counted
+    (10^9 B/s), the better of a single-threaded ``numpy.copyto`` (which streams past the caches) and
+    ``torch.Tensor.copy_`` on ``threads`` torch threads (which splits a large copy across them; None: as
+    they are), each the best of ``repeats``."""
+    from facelab.train.speed import torch_threads
+
+    a = np.ones(n_bytes // 8, np.float64)
+    b = np.empty_like(a)
+    numpy_s = _best_copy_s(lambda: np.copyto(b, a), repeats)
+    with torch_threads(threads):
+        src = torch.ones(n_bytes // 8, dtype=torch.float64)
+        dst = torch.empty_like(src)
+        torch_s = _best_copy_s(lambda: dst.copy_(src), repeats)
+        used = torch.get_num_threads()
+    nbytes = int(a.nbytes)
+    rates = {"numpy_copyto_gb_per_s": 2 * nbytes / numpy_s / 1e9, "torch_copy_gb_per_s": 2 * nbytes / torch_s / 1e9}
+    return {"gb_per_s": max(rates.values()), **rates, "n_bytes": nbytes, "threads": used,
+            "method": f"the better of numpy.copyto (1 thread) and torch copy_ ({used} thread(s)) of a "
+                      f"{nbytes // 2**20} MiB float64 array, read + write bytes / best time"}
 
 
 def layer_traffic(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1) -> list[dict]:

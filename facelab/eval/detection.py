@@ -334,7 +334,9 @@ def recall_by_height(predictions: Sequence[tuple[Any, Any]], ground_truth: Seque
                      bins: Sequence[float], score_threshold: float, iou_threshold: float = DEFAULT_IOU_THRESHOLD
                      ) -> dict[str, list]:
     """Share of ground-truth faces found (IoU >= ``iou_threshold`` by a detection scoring >=
-    ``score_threshold``, greedy matching) per face-height bin ``[bins[k], bins[k+1])``, with counts."""
+    ``score_threshold``, greedy matching) per face-height bin, with counts. Bins follow
+    :func:`numpy.histogram`: ``[bins[k], bins[k+1])``, the last one closed; faces outside
+    ``[bins[0], bins[-1]]`` are not counted (choose bins that cover every height)."""
     found_h, all_h = [], []
     for (boxes, scores), gt, h in zip(predictions, ground_truth, heights):
         boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)

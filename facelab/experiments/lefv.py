@@ -274,8 +274,8 @@ def run_complexity(config: ComplexityLatencyConfig, ctx: RunContext):
                  "flops": {f"{h}x{w}": complexity.count_flops(model, (3, h, w)) for h, w in config.flop_sizes}}
         entry["fp32_mib"] = entry["fp32_bytes"] / 2**20
         metrics["detectors"][name] = entry
-    bandwidth = memory_bandwidth()
-    metrics["memory_bandwidth"] = {k: v for k, v in bandwidth.items() if k != "times_s"}
+    bandwidth = {t: memory_bandwidth(threads=t) for t in config.threads}
+    metrics["memory_bandwidth"] = {f"t{t}": {k: v for k, v in b.items() if k != "times_s"} for t, b in bandwidth.items()}
 
     def timed(name, model, shape, kind):
         rows = layer_traffic(model, shape)
@@ -287,7 +287,7 @@ def run_complexity(config: ComplexityLatencyConfig, ctx: RunContext):
             m, a = latency.benchmark(model, shape, name=name, config=cfg, progress=ctx.progress)
             gflops = (m.get("matmul_floor") or {}).get("gflops")
             # eager PyTorch runs every module (unfused); ONNX Runtime folds BN and activations into the convs
-            roof = ({kind_: roofline_floor_ms(rows, gflops=gflops, gb_per_s=bandwidth["gb_per_s"], fused=fused)
+            roof = ({kind_: roofline_floor_ms(rows, gflops=gflops, gb_per_s=bandwidth[t]["gb_per_s"], fused=fused)
                      for kind_, fused in (("unfused", False), ("fused", True))} if gflops else None)
             runs = {f"{r['runtime']}": {k: r.get(k) for k in ("median_ms", "p10_ms", "p90_ms", "floor_ms", "floor_ratio",
                                                               "images_per_s", "repeats", "runtime_version")}

@@ -4,8 +4,8 @@
   19 WIDER FACE validation images of the data mirror at their original resolution: AP on facelab's
   WIDER-style splits (:data:`facelab.eval.detection.WIDER_SPLIT_RULES`, not the official lists), a
   per-image bootstrap interval of each AP, and recall against face height at each detector's own
-  operating threshold. Table 3's MTCNN row and the YuNet row come from here; our detector joins them
-  once it is trained on composite scenes (none of these 19 images).
+  operating threshold. Table 3's MTCNN row and the YuNet row come from here; our detector's row comes
+  from ``lefv.detector.lefv_detector`` (trained on composite scenes, none of these 19 images).
 * ``lefv.detector.<network>``: one of Table 2's networks (:data:`facelab.models.lefv_detector.VARIANTS`)
   trained from scratch (Xavier initialisation, as Section 4) on composite scenes of real LFW faces on
   shuffled-tile LFW backgrounds (:mod:`facelab.data.scenes`; WIDER FACE's training set is not
@@ -13,7 +13,7 @@
   held-out composite scenes built from LFW identities the training scenes never show (a clearly
   synthetic second test, large enough to resolve AP differences of a few points).
 
-The 19 images hold 519 faces, 268 of them in one image and 123 under 16 px: AP over them depends
+The 19 images hold 519 faces, 309 of them in one image and 123 under 16 px: AP over them depends
 heavily on that one image, which the bootstrap interval shows.
 """
 

@@ -96,7 +96,8 @@ def roofline_frame(result, threads: int = 1):
     import pandas as pd
 
     rows = []
-    bw = result.metrics["memory_bandwidth"]["gb_per_s"]
+    bws = result.metrics["memory_bandwidth"]
+    bw = (bws.get(f"t{threads}") or {}).get("gb_per_s", bws.get("gb_per_s", float("nan")))
     for kind in ("detectors", "recognizers"):
         for name, entry in result.metrics[kind].items():
             lat = (entry.get("latency") or {}).get(f"t{threads}")

@@ -6,10 +6,12 @@ SSD (Liu et al., ECCV 2016, Section 2.2) as face detectors use it (S3FD, RetinaF
 * **Matching** (:func:`match_anchors`): an anchor is positive for the ground-truth box it overlaps most
   when that IoU is at least ``iou_threshold`` (Jaccard overlap, :func:`torchvision.ops.box_iou`);
   every ground-truth box is also given the single anchor that overlaps it most, whatever the IoU
-  (SSD's first, bipartite step), so that no face goes without an anchor. Other anchors are background.
+  (SSD's first, bipartite step), so that no face goes without an anchor — unless no anchor overlaps it
+  at all. Other anchors are background.
 * **Hard negative mining** (:func:`multibox_loss`): of the background anchors, only the ``neg_pos``
   × (number of positives) with the highest classification loss count (3:1 in SSD), so that the
-  thousands of easy background anchors do not swamp the loss.
+  thousands of easy background anchors do not swamp the loss; an image without a face contributes its
+  ``neg_pos`` hardest background anchors (SSD has no rule for it: face-free images teach little background).
 * **Regression**: smooth-L1 (Huber with β = 1) between the predicted offsets and the SSD encodings of
   the matched box (:func:`facelab.models.lefv_detector.encode_boxes`) and, where the face has them, its 5
   landmarks; summed over positives and divided by their number, as the classification term.
@@ -43,10 +45,13 @@ def match_anchors(anchors: torch.Tensor, gt_boxes: torch.Tensor, *, iou_threshol
     iou = box_iou(box_convert(anchors, "cxcywh", "xyxy"), gt_boxes)  # [A, G]
     best_iou, best_gt = iou.max(dim=1)
     gt = torch.where(best_iou >= iou_threshold, best_gt, torch.full_like(best_gt, -1))
-    # every face gets its best anchor (later faces win a shared anchor, as SSD's loop does)
-    best_anchor = iou.argmax(dim=0)  # [G]
-    gt[best_anchor] = torch.arange(gt_boxes.shape[0], device=gt.device)
-    best_iou[best_anchor] = iou[best_anchor, torch.arange(gt_boxes.shape[0], device=gt.device)]
+    # every face gets its best anchor (later faces win a shared anchor, as SSD's loop does), provided
+    # that anchor overlaps it at all: a box no anchor touches stays unmatched rather than regressed
+    # from an arbitrary anchor
+    overlap, best_anchor = iou.max(dim=0)  # [G]
+    faces = torch.arange(gt_boxes.shape[0], device=gt.device)[overlap > 0]
+    gt[best_anchor[faces]] = faces
+    best_iou[best_anchor[faces]] = overlap[faces]
     return Matches(gt, best_iou)
 
 

@@ -14,8 +14,9 @@ cite it. FNM's paper is the documented source of what LEFV omits: WGAN-GP critic
 * **Eq. 6** ``L_ip``: squared L2 distance between the expert's features of input and output, for both
   sets (:func:`identity_loss`; a mean over feature elements, so its weight does not depend on the
   feature size).
-* **Eq. 7** ``L_sym``: mean absolute difference between the generated frontal face and its mirror
-  over the left half (:func:`symmetry_loss`; the paper's sum over ``i ≤ W/2`` divided by ``W × H``).
+* **Eq. 7** ``L_sym``: the absolute differences between the generated frontal face and its mirror,
+  summed over the left half and divided by ``W × H`` as printed (:func:`symmetry_loss`; half the mean
+  over the left half).
   The paper says "Laplace space"; eq. 7 is written on pixels, and we follow the equation.
 * **Eq. 8** ``L_p``: mean absolute pixel difference between a frontal face and its reconstruction.
 * **Gradient penalty** (WGAN-GP, Gulrajani et al. 2017, as FNM): ``λ (‖∇D(x̂)‖₂ − 1)²`` at random

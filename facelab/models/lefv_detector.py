@@ -6,16 +6,16 @@ not by a layer table; this module fills in the rest and says so:
 * **Baseline** (Section 4.2: "the basic network with only seven stages following the VGG-style"):
   seven stages of 3×3 convolutions (BatchNorm + activation after each), the first of every stage at
   stride 2, as :data:`STAGES` lists. Widths and conv counts are ours (the paper gives none): chosen so
-  that the full detector has about 249k float32 parameters, the paper's 0.95 MB (Table 3; its "MB" is
-  MiB: MTCNN's three weight files are 1,990,986 B = 1.90 MiB, the size it prints for MTCNN), and
+  that the full detector's float32 state (241,728 parameters plus the BatchNorm statistics: 0.948 MiB)
+  is the paper's 0.95 MB (Table 3; its "MB" is MiB: MTCNN's three weight files are 1,990,986 B = 1.90 MiB, the size it prints for MTCNN), and
   so that CF's FLOP cut is near the paper's 5x. What SDC and CM then cost follows from our reading of
   them and was not fitted; Table 2's FLOP cells are therefore evidence about our design, not the paper's.
 * **CF** (3.1.1, "convolution factorization"): every 3×3 convolution of the backbone but the stem
   (which sees only 3 channels) becomes a depthwise 3×3 + pointwise 1×1 pair (Table 1's second row),
   with BatchNorm + activation after each of the two, as MobileNets.
 * **SDC** (3.1.2, "we take four successive subsamples of the input picture"): our reading is that the
-  stride-1 convolutions of the first stages go, so the input is subsampled 16× by four successive
-  stride-2 layers before any stride-1 layer runs ("the lower sampling step can be used continuously to
+  stride-1 convolutions of the first stages go, so the first layers are successive stride-2
+  subsamplings (stages 1-4 at one conv each, then stage 5's first conv: 32× before any stride-1 layer) ("the lower sampling step can be used continuously to
   avoid feature mapping in large space dimension"): stages 1-2 lose their second conv (:data:`SDC_STAGES`).
 * **CM** (3.1.3, "a smaller dilation convolution parameter to restrict the context area. This reduces
   the number of channels in each branch"): on every detection map, an SSH-style context module
