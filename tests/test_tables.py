@@ -286,7 +286,7 @@ def _paper_grid(paper: str, table: str) -> tuple[list[str], list[str]]:
     return (list(dict.fromkeys(c["row"] for c in paper_cells)), list(dict.fromkeys(c["column"] for c in paper_cells)))
 
 
-@pytest.mark.parametrize("paper", ["001", "002"])
+@pytest.mark.parametrize("paper", ["000", "001", "002"])
 def test_every_table_renders_in_the_papers_shape_from_the_stored_results(paper, repo):
     for table in tables.load_paper_values(paper)["tables"]:
         shaped = comparison.table(paper, table, results_dir=repo / "results")
