@@ -348,7 +348,7 @@ def recognizer_frame(results: dict):
     for name, r in results.items():
         m = r.metrics
         row = {"network": m["network"], "pool images": m["n_train_images"], "epochs": len(m["history"]["train_loss"]),
-               "train min": round(m["train_seconds"] / 60, 1),
+               "train min": round(sum(m["history"]["seconds"]) / 60, 1),
                "final cosine (train)": round(m["history"]["train_acc"][-1], 3),
                "centred cosine to SFace (test)": round(m["agreement"]["centred_cosine_mean"], 3)}
         for key, label in (("tar_far_1e-3", "TAR@0.1%"), ("tar_far_1e-2", "TAR@1%"), ("tar_far_1e-1", "TAR@10%")):

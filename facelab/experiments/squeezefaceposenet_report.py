@@ -232,7 +232,9 @@ def distilled_frame(results: Mapping[str, Result]):
                      "same decision %": round(100 * m["decision_agreement"], 1),
                      "CFP 1 img F-F EER %": round(100 * m["eer"]["cosine"]["t1_ff"], 2),
                      "pool images": m["n_train_images"], "epochs": len(m["history"]["train_loss"]),
-                     "train min": round(m["train_seconds"] / 60, 1)})
+                     # the epochs' own times: a run resumed from its finished checkpoint (re-evaluated
+                     # only) keeps them, while its train_seconds is the (near-zero) time of that rerun
+                     "train min": round(sum(m["history"]["seconds"]) / 60, 1)})
     return pd.DataFrame(rows)
 
 
