@@ -276,8 +276,14 @@ def _load_detector(config: PrepareConfig) -> None:
 
 def _init_worker(config: PrepareConfig) -> None:
     """Initializer of a pool worker process (its torch thread count is its own to set)."""
+    import signal
+
     import torch
 
+    # Ctrl-C is the parent's to handle: it journals what finished, cancels the pool and says how
+    # to resume. A worker that took the SIGINT itself (a terminal signals its whole process group)
+    # would die in the middle of the executor's queue handling and print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One thread per worker: parallelism comes from processes, and results do not depend on it.
     torch.set_num_threads(1)
     _load_detector(config)
