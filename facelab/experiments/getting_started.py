@@ -424,12 +424,15 @@ def configure_student(student: str, profile: str) -> StudentConfig:
     if profile == "smoke":
         return StudentConfig(student=student, data_profile="smoke", epochs=1, pairs_per_fold=10, batch_size=16,
                              max_images=64)
+    # centre: with raw targets both students stalled at a mimic loss of ~0.57 (LFW 73% and 78%), about
+    # what predicting the pool's mean teacher embedding scores; centring the targets removes that
+    # shortcut (facelab.train.distill), as chapter 2's distilled track does.
     if profile == "small":
-        # ~15 min on 2 cores: 12 epochs of the ~5.9k-crop pool for MobileNetV2 (~95 images/s), 8 for
-        # MobileFaceNet (about a third slower per image)
+        # ~15 min on 2 cores: 12 epochs of the ~5.1k-crop pool for MobileNetV2 (~90 images/s), 8 for
+        # MobileFaceNet (about half as fast per image)
         return StudentConfig(student=student, data_profile="small", epochs=12 if student.startswith("mobilenet") else 8,
-                             pairs_per_fold=None)
-    return StudentConfig(student=student, data_profile="full", epochs=40, pairs_per_fold=None)
+                             pairs_per_fold=None, centre=True)
+    return StudentConfig(student=student, data_profile="full", epochs=40, pairs_per_fold=None, centre=True)
 
 
 def run_student(config: StudentConfig, ctx: RunContext):
