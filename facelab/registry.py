@@ -4,7 +4,8 @@ Every paper model registers a builder here, so tests can run over all of them
 (``@pytest.mark.parametrize("name", list_models())``). Models come in two kinds with different
 interfaces: **recognizers** (the default kind: ``forward_features(x) -> [B, D]`` descriptors,
 ``num_classes`` for a softmax head) and **detectors** (``forward(x)`` -> per-anchor class, box and
-landmark outputs; :mod:`facelab.models.lefv_detector`). ``list_models()`` lists recognizers, which is
+landmark outputs; :mod:`facelab.models.lefv_detector`) and **normalizers** (``forward(x)`` -> a face of
+the same shape; :mod:`facelab.models.lefv_normalizer`). ``list_models()`` lists recognizers, which is
 what the descriptor tests and the training-throughput suite expect; ``list_models(kind="detector")``
 the detectors; ``create_model`` builds either.
 """
@@ -21,7 +22,7 @@ from facelab.errors import UnknownNameError
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _KINDS: dict[str, str] = {}
-KINDS = ("recognizer", "detector")
+KINDS = ("recognizer", "detector", "normalizer")
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "recognizer"):
@@ -55,7 +56,7 @@ def list_models(pattern: str = "*", *, kind: str = "recognizer") -> list[str]:
 
 
 def model_kind(name: str) -> str:
-    """``'recognizer'`` or ``'detector'``."""
+    """``'recognizer'``, ``'detector'`` or ``'normalizer'``."""
     _ensure_loaded()
     if name not in _KINDS:
         raise UnknownNameError(f"unknown model {name!r}; registered: {', '.join(sorted(_BUILDERS))}")

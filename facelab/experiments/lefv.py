@@ -14,7 +14,8 @@ Experiments (``python -m facelab run NAME --profile P``):
   the latency of MTCNN (facenet-pytorch) and YuNet (yuface) on the same real VGA image (a WIDER FACE
   validation image resized to 640×480; their whole pipelines, beside our detector's network: its
   decoding + NMS is timed once it is trained); Table 5's recognizers (ours with and without MSFF at 112×112, VGG-16 and ResNet-34
-  at 224×224) as frames per second; and the roofline floor of every timed network
+  at 224×224) as frames per second; the whole detect → align → normalize → recognize chain on that
+  image with 1 and 4 faces (:func:`system_times`); and the roofline floor of every timed network
   (:mod:`facelab.bench.roofline`: FLOPs ÷ matmul rate and bytes ÷ memory bandwidth, both measured in the run).
 
 What the paper measured on a Jetson TX2 and a Raspberry Pi 3B+ is measured here on this machine's
@@ -133,6 +134,7 @@ class ComplexityLatencyConfig:
     matmul_size: int = 4096
     matmul_repeats: int = 3
     baselines: bool = True  # MTCNN and YuNet on the VGA image
+    system_faces: tuple[int, ...] = (1, 4)  # Table 5's whole system with this many faces of the image
 
 
 def configure_complexity(profile: str) -> ComplexityLatencyConfig:
@@ -140,7 +142,7 @@ def configure_complexity(profile: str) -> ComplexityLatencyConfig:
     if profile == "smoke":
         return ComplexityLatencyConfig(latency_detectors=("lefv_detector",), recognizers=("lefv_recognizer",),
                                        threads=(1,), repeats=2, warmup=1, pipeline_repeats=2, matmul_size=1024,
-                                       matmul_repeats=2)
+                                       matmul_repeats=2, system_faces=(1,))
     if profile == "small":
         return ComplexityLatencyConfig()
     return ComplexityLatencyConfig(repeats=100, warmup=10, pipeline_repeats=50)
@@ -335,7 +337,84 @@ def run_complexity(config: ComplexityLatencyConfig, ctx: RunContext):
                                 workdir=Path(tmp))
                 pipelines["yunet"][f"t{t}"] = _summary(y["times_s"]) | {"faces": y["faces"]}
     metrics["pipelines"] = pipelines
+    boxes = vga_boxes(ctx.data_root)
+    metrics["system"] = {}
+    for k in config.system_faces:
+        lms = box_landmarks(boxes[:k])
+        metrics["system"][f"k{len(lms)}"] = {f"t{t}": system_times(image, lms, threads=t,
+                                                                   repeats=config.pipeline_repeats,
+                                                                   warmup=config.warmup, seed=ctx.seed)
+                                             for t in config.threads}
     return metrics, arrays, None
+
+
+def vga_boxes(data_root) -> np.ndarray:
+    """The ground-truth face boxes of :func:`vga_image`'s image in its 640x480 pixels, largest first, ``float32[N, 4]`` xyxy."""
+    from facelab.data.imageio import read_rgb
+    from facelab.data.widerface import images_dir, read_gt
+
+    first = read_gt(data_root)[0]
+    h, w = read_rgb(images_dir(data_root) / first.path).shape[:2]
+    b = first.boxes * np.array([VGA[1] / w, VGA[0] / h, VGA[1] / w, VGA[0] / h], np.float32)
+    return b[np.argsort(-(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), kind="stable")]
+
+
+def box_landmarks(boxes: np.ndarray) -> np.ndarray:
+    """``float32[K, 5, 2]``: the ArcFace template's five points placed inside each xyxy box (WIDER FACE has
+    boxes, not landmarks; alignment costs the same whatever the points are)."""
+    from facelab.data.align import template
+
+    t = template(112) / 112.0
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return (boxes[:, None, :2] + t[None] * wh[:, None]).astype(np.float32)
+
+
+def system_times(image: np.ndarray, landmarks: np.ndarray, *, threads: int, repeats: int, warmup: int,
+                 seed: int = 0) -> dict:
+    """Table 5's whole system on one real image: our detector's network on the ``uint8[H, W, 3]`` RGB image,
+    then per face (``float[K, 5, 2]`` landmarks: :func:`box_landmarks` of the image's ground-truth boxes) alignment to 112x112
+    (:func:`facelab.data.align.align_face`), the normalizer (Section 3.2) and the recognizer with MSFF, the K
+    faces batched. Eager PyTorch, batch 1 image; medians over ``repeats`` calls per stage and for the whole
+    chain. Random weights: a network's time does not depend on its values; our detector's decoding and NMS
+    are not included (an untrained detector would hand NMS thousands of boxes)."""
+    import torch
+
+    from facelab.data.align import align_face
+    from facelab.registry import create_model
+    from facelab.train.inputs import MEAN, STD, to_model_input
+    from facelab.train.speed import torch_threads
+
+    torch.manual_seed(seed)
+    det = RawDetector.wrap(create_model("lefv_detector")).eval()
+    norm = create_model("lefv_normalizer").eval()
+    rec = create_model("lefv_recognizer").eval()
+    frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    frame = (frame - MEAN) / STD  # the book's input normalisation at the image's own size
+    state: dict = {}
+
+    def detect():
+        det(frame)
+
+    def align():
+        crops = np.stack([align_face(image, lm)[0] for lm in landmarks])
+        state["crops"] = to_model_input(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0, 112)
+
+    def normalize():
+        state["normalized"] = norm(state["crops"])
+
+    def recognize():
+        rec.forward_features(state["normalized"])
+
+    stages = {"detect": detect, "align": align, "normalize": normalize, "recognize": recognize}
+    out: dict = {"faces": int(len(landmarks)), "stages": {}}
+    with torch_threads(threads), torch.inference_mode():
+        if not len(landmarks):
+            return out | {"note": "no face found on the image: nothing to time after detection"}
+        for name, fn in stages.items():
+            out["stages"][name] = _summary(_time(fn, repeats, warmup))
+        chain = _summary(_time(lambda: [fn() for fn in stages.values()], repeats, warmup))
+    out["total"] = chain  # its "fps": whole frames per second
+    return out
 
 
 register_experiment(Experiment(
@@ -344,7 +423,8 @@ register_experiment(Experiment(
     configure=configure_table1, run=run_table1))
 register_experiment(Experiment(
     name=CH.experiment("complexity_latency"), chapter=CHAPTER,
-    description="Tables 2, 3 (size), 5: detector FLOPs and sizes, latency and roofline; MTCNN and YuNet on a VGA image",
+    description="Tables 2, 3 (size), 5: detector FLOPs and sizes, latency and roofline; MTCNN and YuNet on a VGA image; "
+                "the whole system's chain",
     configure=configure_complexity, run=run_complexity))
 
 __all__ = ["DETECTORS", "RECOGNIZERS", "REFERENCE_RECOGNIZERS", "configure_complexity", "configure_table1"]
@@ -353,3 +433,5 @@ __all__ = ["DETECTORS", "RECOGNIZERS", "REFERENCE_RECOGNIZERS", "configure_compl
 from facelab.experiments import lefv_detection  # noqa: E402,F401
 # Table 4's verification protocol and its reference rows
 from facelab.experiments import lefv_verification  # noqa: E402,F401
+# Section 3.2's normalizer, and Table 4 with and without it
+from facelab.experiments import lefv_normalization  # noqa: E402,F401

@@ -8,3 +8,4 @@ from facelab.models import mobilefacenet  # noqa: F401
 from facelab.models import mobilenet_v2_face  # noqa: F401
 from facelab.models import lefv_detector  # noqa: F401
 from facelab.models import lefv_recognizer  # noqa: F401
+from facelab.models import lefv_normalizer  # noqa: F401

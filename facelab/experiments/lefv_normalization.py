@@ -1,0 +1,215 @@
+"""Chapter 1's face normalization (paper 000, Section 3.2) and Table 4 with and without it; registered by
+:mod:`facelab.experiments.lefv`.
+
+``lefv.normalizer``: the normalizer of :mod:`facelab.models.lefv_normalizer` (SFace's pretrained
+network as the frozen face expert, a light decoder, four region critics) trained unpaired by
+:mod:`facelab.train.normalizer` on CFP: its *profile* photos are the non-frontal set ``x`` and its
+frontal photos the "normal" set ``y``; CFP's identity labels are never used (the paper: "we do not use
+paired data and identity information"). Then:
+
+* **Identity preservation** (the paper's claim, never measured there): SFace's cosine between each test
+  face and its normalised version, per pose, and the share of faces whose cosine stays above SFace's
+  same-person threshold at FAR = 1% on these test faces (the cosine 1% of different-identity pairs exceed).
+* **Table 4 with and without normalization**: the all-pairs template protocol of
+  :mod:`facelab.experiments.lefv_verification` (TAR at FAR = 0.1%, 1%, 10%) with SFace as the
+  recognizer on (a) the original crops, (b) every crop normalised (the LEFV pipeline), (c) only the
+  profile crops normalised. The paper reports no with/without comparison.
+
+Identities: Table 4's test identities are CFP identities, so the normalizer trains on the identities of
+CFP folds ``train_folds`` and Table 4 is scored here on the other folds only (both rows on the same
+folds: the with/without comparison is paired). The stored ``lefv.table4_references`` scores all ten folds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from facelab import chapters
+from facelab.config import check_profile
+from facelab.errors import DataError
+from facelab.experiments import Experiment, RunContext, register_experiment
+from facelab.experiments.lefv_verification import TemplateProtocolConfig, configure_references, protocol_templates
+
+CH = chapters.get("lefv")
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    """Train on the CFP identities of ``train_folds`` (1-based), test on the rest; ``steps`` x
+    ``batch_size`` (non-frontal + frontal) faces (:class:`facelab.train.normalizer.NormalizerTrainConfig`);
+    ``max_train_faces``: a seeded subset of each training set (smoke); ``examples``: test faces shown in the
+    chapter's figure."""
+
+    data_profile: str
+    steps: int
+    protocol: TemplateProtocolConfig
+    batch_size: int = 8
+    train_folds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    lambda_ip: float = 10.0
+    lambda_p: float = 10.0
+    lambda_sym: float = 1.0
+    max_train_faces: int | None = None
+    examples: int = 6
+
+
+def configure_normalizer(profile: str) -> NormalizationConfig:
+    check_profile(profile)
+    proto = configure_references(profile)
+    if profile == "smoke":
+        # the smoke subset holds ten identities in fold 1 and one in each other fold: test on fold 1
+        return NormalizationConfig(data_profile="smoke", steps=2, batch_size=2, protocol=proto, max_train_faces=16,
+                                   examples=2, train_folds=(2, 3, 4, 5, 6, 7, 8, 9, 10))
+    if profile == "small":
+        # ~15 min on 2 cores: ~3 s a step (the expert's backward pass for 16 generated faces dominates)
+        return NormalizationConfig(data_profile="small", steps=300, protocol=proto)
+    return NormalizationConfig(data_profile="full", steps=20000, batch_size=32, protocol=proto)
+
+
+def example_grid(rows: list[np.ndarray]) -> str:
+    """Rows of ``uint8[k, H, W, 3]`` faces -> one JPEG (rows stacked, quality 90), base64: the chapter's figure, compact."""
+    import cv2
+
+    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    ok, png = cv2.imencode(".jpg", np.ascontiguousarray(grid[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("could not encode the example grid as JPEG")
+    return base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> dict:
+    c = np.sum(a * b, axis=1)  # unit rows
+    return {"mean": float(c.mean()), "sd": float(c.std()), "p10": float(np.percentile(c, 10)), "n": int(len(c))}
+
+
+def run_normalizer(config: NormalizationConfig, ctx: RunContext):
+    import torch
+
+    from facelab.data import cfp
+    from facelab.data.manifest import load_prepared
+    from facelab.eval.templates import evaluate_templates
+    from facelab.models.lefv_normalizer import FaceCritics
+    from facelab.paths import cache_root
+    from facelab.registry import create_model
+    from facelab.results import config_hash
+    from facelab.teachers import load_teacher
+    from facelab.train.normalizer import NormalizerTrainConfig, normalize_faces, train_normalizer
+
+    t0 = time.time()
+    prepared = load_prepared("cfp", config.data_profile)
+    folds = cfp.identity_folds(cfp.read_pairs("FF", ctx.data_root))  # identity -> 0-based fold
+    man = prepared.manifest
+    ident = man["identity"].astype(str).to_numpy()
+    pose = man["pose"].astype(str).to_numpy()
+    train_folds = {f - 1 for f in config.train_folds}
+    if not train_folds or not train_folds <= set(range(10)):
+        raise ValueError(f"train_folds must be CFP folds 1-10, got {config.train_folds}")
+    in_train = np.array([folds.get(i, -1) in train_folds for i in ident])
+    x_rows = np.flatnonzero(in_train & (pose == "profile"))
+    y_rows = np.flatnonzero(in_train & (pose == "frontal"))
+    if config.max_train_faces is not None:
+        rng = np.random.default_rng(ctx.seed)
+        x_rows = np.sort(rng.permutation(x_rows)[:config.max_train_faces])
+        y_rows = np.sort(rng.permutation(y_rows)[:config.max_train_faces])
+    if not len(x_rows) or not len(y_rows):
+        raise DataError(f"no CFP {'profile' if not len(x_rows) else 'frontal'} crop of folds {config.train_folds} is "
+                        f"prepared at profile {config.data_profile!r}: run `python -m facelab data prepare --profile "
+                        f"{config.data_profile} --datasets cfp`")
+
+    torch.manual_seed(ctx.seed)  # the decoder's and critics' initial weights (the runner restores the RNG)
+    normalizer = create_model("lefv_normalizer", pretrained=True)
+    critics = FaceCritics()
+    train = NormalizerTrainConfig(steps=config.steps, batch_size=config.batch_size, lambda_ip=config.lambda_ip,
+                                  lambda_p=config.lambda_p, lambda_sym=config.lambda_sym,
+                                  log_every=max(1, min(10, config.steps)))
+    ckpt = (cache_root() / "checkpoints" / CH.folder / f"normalizer-{config_hash([str(config), ctx.seed])}.pt"
+            if config.max_train_faces is None else None)
+    t1 = time.time()
+    history = train_normalizer(normalizer, critics, prepared.aligned[x_rows], prepared.aligned[y_rows], train,
+                               seed=ctx.seed, device=ctx.device, checkpoint=ckpt, progress=ctx.progress)
+    train_seconds = time.time() - t1
+    normalizer.cpu()
+
+    # Table 4's protocol on the held-out folds only
+    templates = protocol_templates(prepared, config.protocol, ctx.data_root, ctx.seed)
+    keep = np.flatnonzero(~np.isin(templates.fold, sorted(train_folds)))
+    if not len(keep):
+        raise DataError(f"no Table 4 template is left outside the training folds {config.train_folds}")
+    templates = type(templates)(tuple(templates.members[k] for k in keep), templates.identity[keep],
+                                templates.fold[keep])
+    rows = np.unique(np.concatenate(templates.members))
+    position = np.full(len(prepared), -1, np.int64)
+    position[rows] = np.arange(len(rows))
+    local = type(templates)(tuple(position[m] for m in templates.members), templates.identity, templates.fold)
+    t2 = time.time()
+    original = np.asarray(prepared.aligned[rows])
+    normalised = normalize_faces(normalizer, original, device="cpu", progress=ctx.progress)
+    normalize_seconds = time.time() - t2
+
+    teacher = load_teacher("sface", threads=ctx.workers or os.cpu_count() or 1)
+
+    def flip_summed(images: np.ndarray) -> np.ndarray:
+        # paper 002's flip feature, as lefv.table4_references: crop + mirror embeddings summed
+        return teacher.embed(images) + teacher.embed(images, flip=True)
+
+    e_orig, e_norm = flip_summed(original), flip_summed(normalised)
+    is_profile = pose[rows] == "profile"
+    mixed = np.where(is_profile[:, None], e_norm, e_orig)
+    fars = config.protocol.fars
+    table4 = {"original": evaluate_templates(e_orig, local, fars), "all_normalized": evaluate_templates(e_norm, local, fars),
+              "profile_normalized": evaluate_templates(mixed, local, fars)}
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    u_orig, u_norm = unit(e_orig), unit(e_norm)
+    # SFace's same-person threshold on these faces: the cosine that 1% of different-identity image pairs
+    # (original crops) exceed; a normalized face "keeps its identity" when it stays above it
+    test_ident = ident[rows]
+    sims = u_orig @ u_orig.T
+    impostor = sims[np.triu(test_ident[:, None] != test_ident[None, :], k=1)]
+    threshold = float(np.quantile(impostor, 0.99))
+    preservation = {}
+    for p in ("frontal", "profile"):
+        sel = pose[rows] == p
+        if np.any(sel):
+            c = np.sum(u_orig[sel] * u_norm[sel], axis=1)
+            preservation[p] = _cosines(u_orig[sel], u_norm[sel]) | {"share_above_threshold": float(np.mean(c >= threshold))}
+
+    # the figure: a few held-out profile faces and frontal faces with their normalised versions
+    rng = np.random.default_rng(ctx.seed)
+    prof = rng.permutation(np.flatnonzero(is_profile))[:config.examples]
+    front = rng.permutation(np.flatnonzero(~is_profile))[:config.examples]
+    grid_rows = [r for r in (original[prof], normalised[prof], original[front], normalised[front]) if len(r)]
+    width = min(len(r) for r in grid_rows)
+    examples = example_grid([r[:width] for r in grid_rows])
+
+    metrics = {"expert": "sface (pretrained, frozen)", "teacher_version": teacher.version, "recognizer": "sface",
+               "train_folds": list(config.train_folds),
+               "test_folds": sorted(int(f) + 1 for f in set(templates.fold.tolist())),
+               "n_train_nonfrontal": int(len(x_rows)), "n_train_frontal": int(len(y_rows)),
+               "n_train_identities": int(len(set(ident[np.concatenate([x_rows, y_rows])].tolist()))),
+               "n_test_images": int(len(rows)), "n_test_templates": len(templates),
+               "n_test_identities": int(len(set(templates.identity.tolist()))),
+               "decoder_parameters": sum(p.numel() for p in normalizer.decoder.parameters()),
+               "critic_parameters": sum(p.numel() for p in critics.parameters()),
+               "table4": table4, "identity_preservation": preservation,
+               "same_person_threshold": {"far": 0.01, "cosine": threshold, "impostor_pairs": int(len(impostor))}, "history": history.as_dict(),
+               "train_seconds": round(train_seconds, 1), "normalize_seconds": round(normalize_seconds, 1),
+               "normalize_ms_per_face": round(1000 * normalize_seconds / max(1, len(rows)), 2),
+               "seconds": round(time.time() - t0, 1)}
+    digest = hashlib.sha256(("\n".join(man["path"].iloc[np.concatenate([x_rows, y_rows, rows])])
+                             + str(prepared.summary.get("fingerprint"))).encode()).hexdigest()[:16]
+    return metrics, {"examples_jpeg": examples, "example_rows": ["profile", "profile normalized", "frontal",
+                                                               "frontal normalized"][:len(grid_rows)]}, digest
+
+
+register_experiment(Experiment(
+    name=CH.experiment("normalizer"), chapter=CH.folder,
+    description="Section 3.2: FNM-style normalizer over SFace trained unpaired on CFP; identity preservation, "
+                "Table 4 with and without normalization",
+    configure=configure_normalizer, run=run_normalizer))
+
+__all__ = ["configure_normalizer", "example_grid"]
