@@ -435,3 +435,5 @@ from facelab.experiments import lefv_detection  # noqa: E402,F401
 from facelab.experiments import lefv_verification  # noqa: E402,F401
 # Section 3.2's normalizer, and Table 4 with and without it
 from facelab.experiments import lefv_normalization  # noqa: E402,F401
+# Table 4's recognizer trained with softmax, as the paper does
+from facelab.experiments import lefv_softmax  # noqa: E402,F401

@@ -149,7 +149,7 @@ def _ratio_spread(a: dict, b: dict) -> tuple[float, float]:
 
 
 def claims(table1, cx, detectors: dict | None = None, baselines=None, recognizers: dict | None = None,
-           normalizer=None) -> list[ClaimCheck]:
+           normalizer=None, softmax: dict | None = None) -> list[ClaimCheck]:
     """The paper's testable claims that stored results can check now; the rest listed as not measured."""
     out: list[ClaimCheck] = []
     if table1 is not None:
@@ -213,6 +213,9 @@ def claims(table1, cx, detectors: dict | None = None, baselines=None, recognizer
                                   f"this CPU {ratio:.1f}×; no GPU measured", "not resolved"))
     out += detector_claims(detectors or {}, baselines)
     out.append(msff_claim(recognizers or {}))
+    if softmax:
+        c = msff_claim(softmax)
+        out.append(type(c)(c.claim.replace("distilled", "softmax, the paper's recipe"), c.paper, c.ours, c.verdict))
     out += normalization_claims(normalizer)
     return out
 
@@ -514,3 +517,21 @@ def system_frame(cx):
                     "fps": round(e["total"]["fps"], 1)}
             rows.append(row)
     return pd.DataFrame(rows) if rows else None
+
+
+def softmax_frame(results: dict):
+    """Per softmax-trained recognizer (the paper's recipe): classes, images, epochs, training minutes, final
+    training accuracy and TAR at each FAR (mean ± SD over folds)."""
+    import pandas as pd
+
+    rows = []
+    for r in results.values():
+        m = r.metrics
+        row = {"network": m["network"], "classes": m["n_classes"], "images": m["n_train_images"],
+               "epochs": len(m["history"]["train_loss"]), "train min": round(sum(m["history"]["seconds"]) / 60, 1),
+               "final train accuracy": round(m["history"]["train_acc"][-1], 3)}
+        for key, label in _TAR_KEYS:
+            t = m["templates"][key]
+            row[label] = f"{100 * t['mean']:.1f} ± {100 * t['sd']:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
