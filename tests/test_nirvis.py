@@ -1,0 +1,89 @@
+"""The NIR-VIS masked stand-in (chapter 4): renderings and honest, identity-disjoint splits."""
+
+import numpy as np
+import pytest
+
+from facelab.data.nirvis import (KINDS, StandInSplit, assign_modalities, casia_standin, check_standin, render,
+                                 render_rows)
+
+
+@pytest.fixture(scope="module")
+def crop():
+    rng = np.random.default_rng(0)
+    img = np.full((112, 112, 3), (200, 150, 120), np.uint8)  # a skin-like flat face
+    return np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_renderings_are_deterministic_and_shaped(crop):
+    for kind in KINDS:
+        a, b = render(crop, kind, seed=1, row=7), render(crop, kind, seed=1, row=7)
+        assert a.shape == crop.shape and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert np.array_equal(render(crop, "vis", seed=1, row=7), crop)
+    assert not np.array_equal(render(crop, "nir", seed=1, row=7), render(crop, "nir", seed=1, row=8))
+
+
+def test_nir_and_grey_are_one_channel(crop):
+    for kind in ("grey", "nir", "nir_masked"):
+        out = render(crop, kind, seed=0, row=0)
+        assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+    # luminance of a flat colour: the BT.601 weights
+    flat = np.full((112, 112, 3), (100, 50, 200), np.uint8)
+    assert int(render(flat, "grey", seed=0, row=0)[0, 0, 0]) == round(0.299 * 100 + 0.587 * 50 + 0.114 * 200)
+
+
+def test_mask_is_drawn_before_the_nir_simulation(crop):
+    masked = render(crop, "nir_masked", seed=0, row=3)
+    plain = render(crop, "nir", seed=0, row=3)
+    lower = slice(80, 100), slice(40, 72)  # mouth region of the template
+    upper = slice(20, 40), slice(30, 82)   # forehead: never masked
+    assert np.abs(masked[lower].astype(int) - plain[lower].astype(int)).mean() > 5
+    assert np.array_equal(masked[..., 0], masked[..., 2])  # the mask is imaged in "NIR" too (one channel)
+    assert masked[upper].std() > 0
+
+
+def test_bad_inputs_are_refused(crop):
+    with pytest.raises(ValueError, match="unknown rendering"):
+        render(crop, "thermal", seed=0, row=0)
+    with pytest.raises(ValueError, match="aligned"):
+        render(crop[:50], "vis", seed=0, row=0)
+
+
+def test_render_rows_matches_render(crop):
+    images = np.stack([crop, crop[::-1]])
+    out = render_rows(images, [1, 0], "nir", seed=2)
+    assert np.array_equal(out[0], render(images[1], "nir", seed=2, row=1))
+
+
+def test_every_photo_gets_one_modality():
+    ids = np.array(["a"] * 5 + ["b"] * 2 + ["c"] * 1)
+    rows = np.arange(8) + 100
+    pools = assign_modalities(ids, rows, seed=0)
+    assert not set(pools["vis"]) & set(pools["nir"])
+    assert sorted(np.concatenate([pools["vis"], pools["nir"]])) == rows.tolist()
+    for name in ("a", "b"):  # identities with two photos or more have both
+        mine = set(rows[ids == name])
+        assert mine & set(pools["vis"]) and mine & set(pools["nir"])
+
+
+def test_casia_standin_splits_are_honest():
+    rng = np.random.default_rng(0)
+    ids = np.repeat([f"p{i:02d}" for i in range(20)], rng.integers(3, 7, 20))
+    allowed = [f"p{i:02d}" for i in range(18)]  # two identities belong to another split of the chapter
+    splits = casia_standin(ids, allowed, n_splits=10, min_images=4, seed=0)
+    assert len(splits) == 10
+    for s in splits:
+        check_standin(s, ids)
+        used = set(s.train_identities) | set(s.test_identities)
+        assert used <= set(allowed)
+        assert all((ids == n).sum() >= 4 for n in used)
+    assert len({s.test_identities for s in splits}) > 1  # the splits differ
+
+
+def test_check_standin_catches_a_leak():
+    ids = np.array(["a", "a", "b", "b", "c", "c"])
+    bad = StandInSplit(split=0, train_identities=("a",), test_identities=("b",), train_vis=np.array([0, 2]),
+                       train_nir=np.array([1]), gallery=np.array([3]), probes=np.array([2]))
+    with pytest.raises(ValueError):
+        check_standin(bad, ids)
+    with pytest.raises(ValueError, match="needs 4"):
+        casia_standin(ids, ["a", "b", "c"], min_images=2)
