@@ -87,3 +87,26 @@ def test_check_standin_catches_a_leak():
         check_standin(bad, ids)
     with pytest.raises(ValueError, match="needs 4"):
         casia_standin(ids, ["a", "b", "c"], min_images=2)
+
+
+def test_table1_head_starts_as_the_pretrained_model_and_draws_own_photos():
+    import torch
+
+    from facelab.experiments.nirvis_masked_hsst_table1 import ResidualHead, Table1Config, _Photos, train_head
+
+    head = ResidualHead.build(8, 16)
+    f = torch.randn(3, 8)
+    assert torch.equal(head.forward_features(f), f)  # W2 = 0: no fine-tuning yet means the frozen network
+    photos = _Photos([np.array([0, 1]), np.array([5]), np.array([7, 8, 9])])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        d = photos.draw(rng, np.array([0, 1, 2]))
+        assert d[0] in (0, 1) and d[1] == 5 and d[2] in (7, 8, 9)
+    emb = np.random.default_rng(1).normal(size=(40, 8)).astype(np.float32)
+    vis = [np.array([2 * i]) for i in range(20)]
+    nir = [np.array([2 * i + 1]) for i in range(20)]
+    cfg = Table1Config(data_profile="smoke", steps=6, batch_size=2, queue_size=4, milestones=(3,), hidden=16)
+    for method in ("plain", "hsst"):
+        trained, curve = train_head(method, emb, emb, vis, nir, cfg, seed=0)
+        assert len(curve) == 1 and np.isfinite(curve[0])
+        assert not torch.equal(trained.forward_features(torch.from_numpy(emb[:2])), torch.from_numpy(emb[:2]))

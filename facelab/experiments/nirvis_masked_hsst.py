@@ -134,3 +134,6 @@ register_experiment(Experiment(
     configure=configure_gap, run=run_gap))
 
 __all__ = ["GAP_KINDS", "configure_gap", "standin_identities"]
+
+# Table I: plain vs HSST, masked vs non-masked (partial fine-tuning)
+from facelab.experiments import nirvis_masked_hsst_table1  # noqa: E402,F401
