@@ -9,7 +9,7 @@ KIND_LABELS = {"vis": "VIS (as photographed)", "grey": "grey (colour removed)", 
                "vis_masked": "VIS + mask", "nir_masked": "masked simulated NIR (the task)"}
 
 
-def plot_standin(prepared, rows, data_root=None, *, seed: int = 0, n_real: int = 4):
+def plot_standin(prepared, rows, data_root=None, *, seed: int = 0, n_real: int | None = None):
     """Fig. 1's stand-in: per column one prepared face as VIS, simulated NIR and masked simulated NIR (rows),
     and a row of real masked photos (RWMFD samples) when the data root has them."""
     import matplotlib.pyplot as plt
@@ -23,6 +23,7 @@ def plot_standin(prepared, rows, data_root=None, *, seed: int = 0, n_real: int =
         files = sorted(dataset_dir("rwmfd", data_root).rglob("*.jpg"))
     except Exception:  # noqa: BLE001 - the real photos are an optional comparison row
         files = []
+    n_real = len(rows) if n_real is None else n_real
     pick = (sorted(np.random.default_rng(seed).choice(len(files), size=min(n_real, len(files)), replace=False))
             if files else [])
     n_rows = len(kinds) + (1 if pick else 0)
@@ -40,6 +41,8 @@ def plot_standin(prepared, rows, data_root=None, *, seed: int = 0, n_real: int =
         axes[-1, 0].set_ylabel("real masked\n(RWMFD)", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
+        if not ax.images:
+            ax.axis("off")
     fig.tight_layout()
     return fig
 
