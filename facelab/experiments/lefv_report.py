@@ -455,11 +455,12 @@ def show_examples(result, ax=None):
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
     rows = result.arrays["example_rows"]
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.3 * img.shape[1] / 112, 1.3 * img.shape[0] / 112))
+        fig, ax = plt.subplots(figsize=(1.3 * img.shape[1] / 112 + 1.5, 1.3 * img.shape[0] / 112))
     ax.imshow(img)
     h = img.shape[0] / len(rows)
     ax.set_yticks([h * (i + 0.5) for i in range(len(rows))], rows)
     ax.set_xticks([])
+    ax.figure.tight_layout()  # room for the row labels
     return ax
 
 
