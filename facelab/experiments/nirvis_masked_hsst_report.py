@@ -52,7 +52,9 @@ def gap_frame(result):
     import pandas as pd
 
     rows = []
-    for kind, s in result.metrics["summary"].items():
+    summary = result.metrics["summary"]
+    for kind in sorted(summary, key=lambda k: list(KIND_LABELS).index(k) if k in KIND_LABELS else len(KIND_LABELS)):
+        s = summary[kind]
         row = {"probes": KIND_LABELS.get(kind, kind),
                "rank-1": f"{100 * s['rank1']['mean']:.2f} ± {100 * s['rank1']['sd']:.2f}"}
         for key, v in s.items():
