@@ -22,7 +22,7 @@ from facelab.errors import UnknownNameError
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _KINDS: dict[str, str] = {}
-KINDS = ("recognizer", "detector", "normalizer")
+KINDS = ("recognizer", "detector", "normalizer", "unified")
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "recognizer"):

@@ -9,3 +9,4 @@ from facelab.models import mobilenet_v2_face  # noqa: F401
 from facelab.models import lefv_detector  # noqa: F401
 from facelab.models import lefv_recognizer  # noqa: F401
 from facelab.models import lefv_normalizer  # noqa: F401
+from facelab.models import uniface  # noqa: F401
