@@ -10,6 +10,11 @@ LETTERS = ("A", "B", "C", "D")
 NAMES = {"A": "A (primary)", "B": "B (two networks)", "C": "C (no top-down fusion)", "D": "D (no landmark attention)"}
 
 
+def _present(nets: dict):
+    """``(letter, result)`` of the networks that have a result, in Table I's order."""
+    return [(k, nets[k]) for k in LETTERS if nets.get(k) is not None]
+
+
 def _paper(key: str):
     from facelab.tables import cells
 
@@ -94,10 +99,7 @@ def selection_frame(nets: dict) -> "pd.DataFrame":  # noqa: F821
     import pandas as pd
 
     rows = []
-    for letter in LETTERS:
-        r = nets.get(letter)
-        if r is None:
-            continue
+    for letter, r in _present(nets):
         t = r.metrics["table1"]
         lm = t["landmarks_vs_mtcnn"]
         rows.append({"model": NAMES[letter], "images": sum(t["selection"].values()),
@@ -117,7 +119,7 @@ def robustness_frame(nets: dict, teacher) -> "pd.DataFrame":  # noqa: F821
     import pandas as pd
 
     rows = []
-    systems = [(NAMES[k], nets[k].metrics["robustness"]) for k in LETTERS if nets.get(k) is not None]
+    systems = [(NAMES[k], r.metrics["robustness"]) for k, r in _present(nets)]
     if teacher is not None:
         systems.append(("MTCNN + SFace (pipeline)", teacher.metrics["robustness"]))
     for name, sweep in systems:
@@ -137,10 +139,7 @@ def plot_mimic_curves(nets: dict, smooth: int = 10):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    for letter in LETTERS:
-        r = nets.get(letter)
-        if r is None:
-            continue
+    for letter, r in _present(nets):
         y = np.asarray(r.metrics["history"]["step_mimic"], float)
         k = max(1, min(smooth, len(y)))
         ys = np.convolve(y, np.ones(k) / k, mode="valid")
@@ -163,13 +162,11 @@ def detection_frame(nets: dict, baselines=None) -> "pd.DataFrame":  # noqa: F821
         return f"{a['ap']:.3f} [{b['ci_low']:.3f}, {b['ci_high']:.3f}]"
 
     rows = []
-    for letter in LETTERS:
-        r = nets.get(letter)
-        if r is None:
-            continue
+    for letter, r in _present(nets):
         d = r.metrics["detection"]
         rows.append({"detector": f"Uniface {NAMES[letter]}", "WIDER, 300 px": cell(d["wider_300"]),
-                     "WIDER, native": cell(d["wider_native"]) if "wider_native" in d else "not run", "held-out composites": cell(d["heldout"])})
+                     "WIDER, native": cell(d["wider_native"]) if "wider_native" in d else "not run",
+                     "held-out composites": cell(d["heldout"])})
     if baselines is not None:
         for name in ("mtcnn", "yunet"):
             rows.append({"detector": f"{name.upper() if name == 'mtcnn' else 'YuNet'} (chapter 1)",
@@ -192,10 +189,7 @@ def plot_discrete_roc(nets: dict, baselines=None):
 
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     n_img = None
-    for letter in LETTERS:
-        r = nets.get(letter)
-        if r is None:
-            continue
+    for letter, r in _present(nets):
         for key, ls in (("wider_300", ":"), ("wider_native", "-")):
             if key not in r.metrics["detection"]:
                 continue
@@ -279,7 +273,7 @@ def claims(nets: dict, teacher, speed) -> list:
                                f" vs {_paper(f'tableI.model_{worse.lower()}.accuracy'):.2f})",
                                better=float(x.mean()), worse=float(y.mean()), spread=float((x - y).std()),
                                higher_is_better=True, names=(better, worse), unit="%"))
-    curves = {k: np.asarray(nets[k].metrics["history"]["mimic"]) for k in LETTERS if nets.get(k) is not None}
+    curves = {k: np.asarray(r.metrics["history"]["mimic"]) for k, r in _present(nets)}
     if "A" in curves and len(curves) > 1:
         last = {k: float(v[-1]) for k, v in curves.items()}
         others = [k for k in curves if k != "A"]
