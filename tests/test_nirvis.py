@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from facelab.data.nirvis import (KINDS, StandInSplit, assign_modalities, casia_standin, check_standin, render,
-                                 render_rows)
+from facelab.data.nirvis import (KINDS, StandInSplit, assign_modalities, casia_standin, cfp_standins, check_standin,
+                                 render, render_rows)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,58 @@ def test_table1_head_starts_as_the_pretrained_model_and_draws_own_photos():
         trained, curve = train_head(method, emb, emb, vis, nir, cfg, seed=0)
         assert len(curve) == 1 and np.isfinite(curve[0])
         assert not torch.equal(trained.forward_features(torch.from_numpy(emb[:2])), torch.from_numpy(emb[:2]))
+
+
+def _cfp_like(n_ids: int):
+    """CFP's layout: per identity 10 frontal then 4 profile photos."""
+    ids = np.repeat([f"{i:03d}" for i in range(n_ids)], 14)
+    pose = np.tile(["frontal"] * 10 + ["profile"] * 4, n_ids)
+    return ids, pose
+
+
+def test_cfp_standins_follow_the_two_protocols_and_are_disjoint():
+    ids, pose = _cfp_like(30)
+    allowed = [f"{i:03d}" for i in range(28)]  # two CFP identities are named like LFW persons
+    sets = cfp_standins(ids, pose, allowed, oulu_identities=5, buaa_identities=10, seed=0)
+    oulu, buaa = sets["oulu"], sets["buaa"]
+    assert not set(oulu.identities) & set(buaa.identities)
+    assert set(oulu.identities) | set(buaa.identities) <= set(allowed)
+    for s in (oulu, buaa):
+        assert not set(s.gallery) & set(s.probes)  # one role per photo
+        assert set(ids[s.gallery]) == set(ids[s.probes]) == set(s.identities)
+    # Oulu: frontal only, every identity's VIS photos (5 of 10) in the gallery
+    assert (pose[oulu.gallery] == "frontal").all() and (pose[oulu.probes] == "frontal").all()
+    assert len(oulu.gallery) == len(oulu.probes) == 5 * 5
+    # BUAA: one frontal gallery photo, 9 probes with every profile among them
+    assert len(buaa.gallery) == 10 and (pose[buaa.gallery] == "frontal").all()
+    for name in buaa.identities:
+        mine = buaa.probes[ids[buaa.probes] == name]
+        assert len(mine) == 9 and (pose[mine] == "profile").sum() == 4
+    again = cfp_standins(ids, pose, allowed, oulu_identities=5, buaa_identities=10, seed=0)
+    assert np.array_equal(again["buaa"].probes, buaa.probes)
+    with pytest.raises(ValueError, match="qualify"):
+        cfp_standins(ids, pose, allowed, oulu_identities=20, buaa_identities=10)
+
+
+def test_table2_losses_train_plain_and_hsst():
+    import torch
+
+    from facelab.experiments.nirvis_masked_hsst_table1 import Table1Config, train_head
+    from facelab.train.hsst import LOSSES
+
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(40, 8)).astype(np.float32)
+    vis = [np.array([2 * i]) for i in range(20)]
+    nir = [np.array([2 * i + 1]) for i in range(20)]
+    cfg = Table1Config(data_profile="smoke", steps=6, batch_size=2, queue_size=4, milestones=(3,), hidden=16)
+    heads = {}
+    for method in ("plain", "hsst"):
+        for loss in LOSSES:
+            trained, curve = train_head(method, emb, emb, vis, nir, cfg, seed=0, loss=loss)
+            assert len(curve) == 1 and np.isfinite(curve[0])
+            heads[method, loss] = trained.forward_features(torch.from_numpy(emb[:4])).detach()
+    # the loss changes what is learned, and softmax is Table I's training (same seed, same head)
+    assert not torch.allclose(heads["plain", "softmax"], heads["plain", "triplet"])
+    assert not torch.allclose(heads["hsst", "softmax"], heads["hsst", "am"])
+    same, _ = train_head("plain", emb, emb, vis, nir, cfg, seed=0)
+    assert torch.equal(same.forward_features(torch.from_numpy(emb[:4])).detach(), heads["plain", "softmax"])

@@ -148,3 +148,60 @@ def check_standin(split: StandInSplit, identity: Sequence[str]) -> None:
         raise ValueError("every test identity needs exactly one gallery photo")
     if set(identity[split.probes]) != set(split.test_identities):
         raise ValueError("every test identity needs a probe")
+
+
+@dataclass(frozen=True)
+class GalleryProbeSet:
+    """A cross-dataset test set: VIS ``gallery`` rows and masked-NIR ``probes`` rows (each photo one role)
+    of ``identities``; rows index the prepared set's arrays."""
+
+    name: str
+    identities: tuple[str, ...]
+    gallery: np.ndarray
+    probes: np.ndarray
+
+
+def cfp_standins(identity: Sequence[str], pose: Sequence[str], allowed: Sequence[str], *, oulu_identities: int = 20,
+                 buaa_identities: int = 100, buaa_probes: int = 9, seed: int = 0) -> dict[str, GalleryProbeSet]:
+    """The two cross-dataset stand-ins, from CFP (``identity`` and ``pose``, "frontal" or "profile", one per
+    row of the prepared CFP set), on disjoint identities of ``allowed`` drawn with ``default_rng(seed)``:
+
+    * ``oulu`` (Oulu-CASIA NIR-VIS: 20 test identities, frontal faces, *every* VIS photo of an identity in
+      the gallery): ``oulu_identities`` identities; their frontal photos alternate between the VIS gallery
+      and the NIR probes (:func:`assign_modalities`); profile photos are not used.
+    * ``buaa`` (BUAA-VisNir: 100 test identities, 9 NIR photos each, with pose): ``buaa_identities``
+      identities, one frontal VIS gallery photo each and ``buaa_probes`` NIR probes, every profile photo
+      first and frontal ones for the rest.
+
+    Only identities with at least two frontal photos (Oulu) or ``buaa_probes + 1`` photos including two
+    frontal ones (BUAA) qualify. Raises ValueError when fewer qualify than asked for.
+    """
+    identity, pose = np.asarray(identity).astype(str), np.asarray(pose).astype(str)
+    frontal = pose == "frontal"
+    names = sorted(set(identity.tolist()) & set(map(str, allowed)))
+    n_frontal = {n: 0 for n in names}
+    n_all = {n: 0 for n in names}
+    for name, f in zip(identity, frontal):
+        if name in n_all:
+            n_all[name] += 1
+            n_frontal[name] += int(f)
+    order = np.random.default_rng(seed).permutation(np.array(names, dtype=str)) if names else np.array([], str)
+    oulu_ok = [n for n in order if n_frontal[n] >= 2][:oulu_identities]
+    buaa_ok = [n for n in order if n not in set(oulu_ok) and n_frontal[n] >= 2
+               and n_all[n] >= buaa_probes + 1][:buaa_identities]
+    if len(oulu_ok) < oulu_identities or len(buaa_ok) < buaa_identities:
+        raise ValueError(f"the CFP stand-ins need {oulu_identities} + {buaa_identities} identities; "
+                         f"only {len(oulu_ok)} + {len(buaa_ok)} qualify")
+    oulu_rows = np.flatnonzero(np.isin(identity, oulu_ok) & frontal)
+    pools = assign_modalities(identity[oulu_rows], oulu_rows, seed=seed)
+    out = {"oulu": GalleryProbeSet("oulu", tuple(sorted(oulu_ok)), pools["vis"], pools["nir"])}
+    gallery, probes = [], []
+    for k, name in enumerate(sorted(buaa_ok)):
+        rng = np.random.default_rng((seed, 1, k))
+        mine_f = rng.permutation(np.flatnonzero((identity == name) & frontal))
+        mine_p = rng.permutation(np.flatnonzero((identity == name) & ~frontal))
+        gallery.append(mine_f[:1])
+        probes.append(np.concatenate([mine_p, mine_f[1:]])[:buaa_probes])
+    out["buaa"] = GalleryProbeSet("buaa", tuple(sorted(buaa_ok)), np.sort(np.concatenate(gallery)),
+                                  np.sort(np.concatenate(probes)))
+    return out

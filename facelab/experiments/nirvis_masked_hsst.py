@@ -137,3 +137,6 @@ __all__ = ["GAP_KINDS", "configure_gap", "standin_identities"]
 
 # Table I: plain vs HSST, masked vs non-masked (partial fine-tuning)
 from facelab.experiments import nirvis_masked_hsst_table1  # noqa: E402,F401
+
+# Table II and Fig. 4: four losses, plain and HSST, three stand-ins
+from facelab.experiments import nirvis_masked_hsst_table2  # noqa: E402,F401

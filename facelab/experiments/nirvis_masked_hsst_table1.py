@@ -114,12 +114,19 @@ class _Photos:
         return self.flat[self.offsets[ids] + (rng.random(len(ids)) * self.counts[ids]).astype(np.int64)]
 
 
-def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Table1Config, *, seed: int):
-    """Train a :class:`ResidualHead` on the training identities' embeddings; returns (head, loss per 100 steps)."""
+def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Table1Config, *, seed: int,
+               loss: str = "softmax"):
+    """Train a :class:`ResidualHead` on the training identities' embeddings; returns (head, loss per 100 steps).
+
+    ``loss`` (:data:`facelab.train.hsst.LOSSES`): on the queue logits for HSST; for plain training the
+    classification losses (softmax, AM, Arc) score every NIR and VIS feature of the batch against the cosine
+    classifier, and the triplet hinge (an embedding loss: no classifier) scores the batch's NIR features
+    against its VIS features and back (:func:`facelab.train.hsst.plain_logits`, the hardest in-batch negative).
+    """
     import torch
     from torch.nn import functional as F
 
-    from facelab.train.hsst import DisjointIdentityBatches, HSSTConfig, SemiSiamese, cosine_loss
+    from facelab.train.hsst import DisjointIdentityBatches, HSSTConfig, SemiSiamese, cosine_loss, plain_logits
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -128,13 +135,13 @@ def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Tabl
     n_ids = len(vis_by_id)
     vis_t, nir_t = torch.from_numpy(vis_emb), torch.from_numpy(nir_emb)
     if method == "hsst":
-        model = SemiSiamese(head, dim, HSSTConfig(queue_size=config.queue_size, alpha=config.alpha, scale=config.scale),
-                            generator=g)
+        model = SemiSiamese(head, dim, HSSTConfig(queue_size=config.queue_size, alpha=config.alpha, scale=config.scale,
+                                                  loss=loss), generator=g)
         params = list(head.parameters())
         batches = iter(DisjointIdentityBatches(n_ids, config.batch_size, config.queue_size, config.steps, seed=seed))
     else:
         classifier = torch.nn.Parameter(F.normalize(torch.randn(n_ids, dim, generator=g), dim=1))
-        params = list(head.parameters()) + [classifier]
+        params = list(head.parameters()) + ([] if loss == "triplet" else [classifier])
         rng_b = np.random.default_rng((seed, 1))
         batches = (rng_b.choice(n_ids, config.batch_size, replace=False) for _ in range(config.steps))
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
@@ -145,26 +152,30 @@ def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Tabl
     for step, ids in enumerate(batches):
         v, n = vis_photos.draw(rng, ids), nir_photos.draw(rng, ids)
         if method == "hsst":
-            loss = model.loss(nir_t[n], vis_t[v])
+            value = model.loss(nir_t[n], vis_t[v])
+        elif loss == "triplet":
+            a, b = head.forward_features(nir_t[n]), head.forward_features(vis_t[v])
+            value = (cosine_loss(*plain_logits(a, b), loss="triplet")
+                     + cosine_loss(*plain_logits(b, a), loss="triplet")) / 2
         else:
             feats = torch.cat([head.forward_features(nir_t[n]), head.forward_features(vis_t[v])])
             labels = torch.from_numpy(np.concatenate([ids, ids]))
             cos = F.normalize(feats, dim=1) @ F.normalize(classifier, dim=1).T
-            loss = cosine_loss(cos, labels, loss="softmax", scale=config.scale)
+            value = cosine_loss(cos, labels, loss=loss, scale=config.scale)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
         sched.step()
         if method == "hsst":
             model.after_step()
-        window.append(float(loss.detach()))
+        window.append(float(value.detach()))
         if (step + 1) % 100 == 0 or step + 1 == config.steps:
             curve.append(float(np.mean(window)))
             window = []
     return head.eval(), curve
 
 
-def _identify(gallery, probes, g_ids, p_ids, fars) -> dict:
+def identify(gallery, probes, g_ids, p_ids, fars) -> dict:
     from facelab.eval.identification import identification_report
 
     rep = identification_report(probes @ gallery.T, p_ids, g_ids, ranks=(1,), far_targets=fars)
@@ -172,17 +183,34 @@ def _identify(gallery, probes, g_ids, p_ids, fars) -> dict:
             "vr": {f"{t.far_target:g}": (t.tar if t.measurable else None) for t in rep.verification_rate}}
 
 
-def run_table1(config: Table1Config, ctx: RunContext):
-    import torch
-    from torch.nn import functional as F
+@dataclass
+class CasiaStandIn:
+    """The CASIA stand-in's splits (:func:`facelab.data.nirvis.casia_standin`, checked) on the prepared LFW set,
+    and the frozen network's embeddings ``float32[len(used), D]`` of every photo the splits use, per rendering:
+    ``emb[kind][position[row]]`` is prepared row ``row`` rendered as ``kind``."""
 
+    lfw: object
+    ident: np.ndarray
+    splits: list
+    used: np.ndarray
+    position: np.ndarray
+    teacher: object
+    emb: dict
+    embed_seconds: dict
+
+    def digest(self) -> str:
+        return hashlib.sha256(("\n".join(self.lfw.manifest["path"].iloc[self.used])
+                               + str(self.lfw.summary.get("fingerprint"))).encode()).hexdigest()[:16]
+
+
+def casia_standin_embeddings(config, ctx: RunContext, kinds=("vis", "nir", "nir_masked")) -> CasiaStandIn:
+    """Build the splits of ``config`` (``data_profile``, ``min_images``, ``max_identities``, ``n_splits``) and
+    embed every used photo rendered as each of ``kinds`` with ``config.teacher`` (SFace: ONNX Runtime, one view)."""
     from facelab.data.manifest import load_prepared
     from facelab.data.nirvis import casia_standin, check_standin, render_rows
     from facelab.experiments.nirvis_masked_hsst import standin_identities
     from facelab.teachers import load_teacher
-    from facelab.train.speed import torch_threads
 
-    t0 = time.time()
     lfw = load_prepared("lfw", config.data_profile)
     ident = lfw.manifest["identity"].astype(str).to_numpy()
     allowed = standin_identities(ctx.data_root, config.min_images)
@@ -202,13 +230,77 @@ def run_table1(config: Table1Config, ctx: RunContext):
     teacher = load_teacher(config.teacher, **({"threads": ctx.workers or os.cpu_count() or 1}
                                               if config.teacher == "sface" else {}))
     emb, embed_seconds = {}, {}
-    for kind in ("vis", "nir", "nir_masked"):
+    for kind in kinds:
         t = time.time()
         imgs = np.asarray(lfw.aligned[used]) if kind == "vis" else render_rows(lfw.aligned, used, kind,
                                                                                seed=config.render_seed)
         emb[kind] = teacher.embed(imgs, progress=ctx.progress).astype(np.float32)
         embed_seconds[kind] = round(time.time() - t, 1)
+    return CasiaStandIn(lfw, ident, splits, used, position, teacher, emb, embed_seconds)
 
+
+def pair_pools(split, ident: np.ndarray, position: np.ndarray) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """A split's training identities that have photos in both modality pools (a pair needs one of each) and,
+    per identity, the embedding positions of its VIS and of its NIR photos."""
+    train_ids = sorted(set(ident[split.train_vis]) & set(ident[split.train_nir]))
+    index = {name: k for k, name in enumerate(train_ids)}
+    vis_by_id: list[list] = [[] for _ in train_ids]
+    nir_by_id: list[list] = [[] for _ in train_ids]
+    for rows, out in ((split.train_vis, vis_by_id), (split.train_nir, nir_by_id)):
+        for r in rows:
+            if ident[r] in index:
+                out[index[ident[r]]].append(position[r])
+    return train_ids, [np.array(v) for v in vis_by_id], [np.array(v) for v in nir_by_id]
+
+
+def head_embed(head, e: np.ndarray) -> np.ndarray:
+    """Unit-norm ``float32[N, D]`` embeddings of a trained head over frozen features ``e``."""
+    import torch
+    from torch.nn import functional as F
+
+    with torch.no_grad():
+        return F.normalize(head.forward_features(torch.from_numpy(e)), dim=1).numpy()
+
+
+def summarise_splits(per_split: list, key: str, test: str, fars) -> dict:
+    """Mean and SD over the splits of ``per_split[i][key][test]``'s rank-1 and VR at each FAR (None when
+    no split could measure it)."""
+    r1 = np.array([r[key][test]["rank1"] for r in per_split])
+    out = {"rank1": {"mean": float(r1.mean()), "sd": float(r1.std())}}
+    for f in fars:
+        v = np.array([np.nan if r[key][test]["vr"][f"{f:g}"] is None else r[key][test]["vr"][f"{f:g}"]
+                      for r in per_split])
+        ok = v[np.isfinite(v)]
+        out[f"vr_far_{f:g}"] = {"mean": float(ok.mean()), "sd": float(ok.std())} if len(ok) else None
+    return out
+
+
+def far_label(far: float) -> str:
+    """The paper-values suffix of a FAR: 0.001 -> ``1e-3``."""
+    mantissa, exponent = f"{far:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def flat_cells(per_split: list, key: str, test: str, fars) -> dict:
+    """``{"rank1": stats, "vr_far1e-3": stats, ...}`` of ``per_split[i][key][test]`` over the splits, stats
+    ``{"mean", "sd", "n_splits", "split1"}`` (None values where no split could measure a VR: too few impostors): the flat shape the
+    chapter's table bindings read (``facelab/paper_values/003.json``)."""
+    out = {}
+    for measure in ["rank1"] + list(fars):
+        vals = [r[key][test]["rank1"] if measure == "rank1" else r[key][test]["vr"][f"{measure:g}"] for r in per_split]
+        ok = np.array([v for v in vals if v is not None], float)
+        name = "rank1" if measure == "rank1" else f"vr_far{far_label(measure)}"
+        out[name] = ({"mean": float(ok.mean()), "sd": float(ok.std()), "n_splits": int(len(ok)), "split1": vals[0]}
+                     if len(ok) else {"mean": None, "sd": None, "n_splits": 0, "split1": None})
+    return out
+
+
+def run_table1(config: Table1Config, ctx: RunContext):
+    from facelab.train.speed import torch_threads
+
+    t0 = time.time()
+    st = casia_standin_embeddings(config, ctx)
+    ident, splits, position, teacher, emb = st.ident, st.splits, st.position, st.teacher, st.emb
     per_split, curves, train_seconds = [], {}, {}
     for s in splits:
         row: dict = {"split": s.split, "train_identities": len(s.train_identities),
@@ -216,19 +308,8 @@ def run_table1(config: Table1Config, ctx: RunContext):
         g_ids, p_ids = ident[s.gallery], ident[s.probes]
         gal = emb["vis"][position[s.gallery]]
         probe = {"non_masked": emb["nir"][position[s.probes]], "masked": emb["nir_masked"][position[s.probes]]}
-        row["pretrained"] = {tm: _identify(gal, probe[tm], g_ids, p_ids, config.fars) for tm in TEST_MASKS}
-        train_ids = sorted(set(ident[s.train_vis]) & set(ident[s.train_nir]))  # both modalities needed for a pair
-        index = {name: k for k, name in enumerate(train_ids)}
-        vis_by_id = [[] for _ in train_ids]
-        nir_by_id = [[] for _ in train_ids]
-        for r in s.train_vis:
-            if ident[r] in index:
-                vis_by_id[index[ident[r]]].append(position[r])
-        for r in s.train_nir:
-            if ident[r] in index:
-                nir_by_id[index[ident[r]]].append(position[r])
-        vis_by_id = [np.array(v) for v in vis_by_id]
-        nir_by_id = [np.array(v) for v in nir_by_id]
+        row["pretrained"] = {tm: identify(gal, probe[tm], g_ids, p_ids, config.fars) for tm in TEST_MASKS}
+        train_ids, vis_by_id, nir_by_id = pair_pools(s, ident, position)
         row["pair_identities"] = len(train_ids)
         for method in METHODS:
             for trm in TRAIN_MASKS:
@@ -239,32 +320,23 @@ def run_table1(config: Table1Config, ctx: RunContext):
                 train_seconds[f"{method}.{trm}.{s.split}"] = round(time.time() - t, 1)
                 if s.split == 0:
                     curves[f"{method}.{trm}"] = curve
-                with torch.no_grad():
-                    out = lambda e: F.normalize(head.forward_features(torch.from_numpy(e)), dim=1).numpy()  # noqa: E731
-                    g_h = out(gal)
-                    row[f"{method}.{trm}"] = {tm: _identify(g_h, out(probe[tm]), g_ids, p_ids, config.fars)
-                                              for tm in TEST_MASKS}
+                g_h = head_embed(head, gal)
+                row[f"{method}.{trm}"] = {tm: identify(g_h, head_embed(head, probe[tm]), g_ids, p_ids, config.fars)
+                                          for tm in TEST_MASKS}
         per_split.append(row)
 
-    def summarise(key: str, tm: str) -> dict:
-        r1 = np.array([r[key][tm]["rank1"] for r in per_split])
-        out = {"rank1": {"mean": float(r1.mean()), "sd": float(r1.std())}}
-        for f in config.fars:
-            v = np.array([np.nan if r[key][tm]["vr"][f"{f:g}"] is None else r[key][tm]["vr"][f"{f:g}"]
-                          for r in per_split])
-            ok = v[np.isfinite(v)]
-            out[f"vr_far_{f:g}"] = {"mean": float(ok.mean()), "sd": float(ok.std())} if len(ok) else None
-        return out
-
     keys = ["pretrained"] + [f"{m}.{t}" for m in METHODS for t in TRAIN_MASKS]
-    summary = {k: {tm: summarise(k, tm) for tm in TEST_MASKS} for k in keys}
+    summary = {k: {tm: summarise_splits(per_split, k, tm, config.fars) for tm in TEST_MASKS} for k in keys}
+    # Table I's rows by their paper-values names: plain_nonmasked_masked = plain, trained non-masked, tested masked
+    table = {(k if k == "pretrained" else k.replace(".", "_").replace("non_masked", "nonmasked"))
+             + f"_{tm.replace('non_masked', 'nonmasked')}": flat_cells(per_split, k, tm, config.fars)
+             for k in keys for tm in TEST_MASKS}
     metrics = {"teacher": teacher.name, "teacher_version": teacher.version, "n_splits": len(splits),
-               "n_photos": int(len(used)), "per_split": per_split, "summary": summary, "loss_curves_split0": curves,
-               "train_seconds": train_seconds, "embed_seconds": embed_seconds,
+               "n_photos": int(len(st.used)), "per_split": per_split, "summary": summary, "table": table, "loss_curves_split0": curves,
+               "train_seconds": train_seconds, "embed_seconds": st.embed_seconds,
                "backbone": "SFace (pretrained, frozen) + residual head (trained): partial fine-tuning",
                "seconds": round(time.time() - t0, 1)}
-    digest = hashlib.sha256(("\n".join(lfw.manifest["path"].iloc[used]) + str(lfw.summary.get("fingerprint"))
-                             ).encode()).hexdigest()[:16]
+    digest = st.digest()
     return metrics, {}, digest
 
 
@@ -274,4 +346,6 @@ register_experiment(Experiment(
                 "partial fine-tuning (residual head over frozen SFace), ten splits",
     configure=configure_table1, run=run_table1))
 
-__all__ = ["configure_table1", "train_head"]
+__all__ = ["CasiaStandIn", "casia_standin_embeddings", "configure_table1", "far_label", "flat_cells", "head_embed", "identify",
+           "pair_pools",
+           "summarise_splits", "train_head"]
