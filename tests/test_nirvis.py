@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facelab.data.nirvis import (KINDS, StandInSplit, assign_modalities, casia_standin, cfp_standins, check_standin,
-                                 render, render_rows)
+                                 mask_style_of, render, render_rows)
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,39 @@ def test_table2_losses_train_plain_and_hsst():
     assert not torch.allclose(heads["hsst", "softmax"], heads["hsst", "am"])
     same, _ = train_head("plain", emb, emb, vis, nir, cfg, seed=0)
     assert torch.equal(same.forward_features(torch.from_numpy(emb[:4])).detach(), heads["plain", "softmax"])
+
+
+def test_mask_style_of_replays_the_style_render_draws(crop):
+    from facelab.data.align import template
+    from facelab.data.masks import add_mask
+
+    seen = set()
+    for row in range(30):
+        style = mask_style_of("nir_masked", seed=3, row=row)
+        rng = np.random.default_rng((3, row, KINDS.index("nir_masked")))
+        assert add_mask(crop, template(112), rng).style == style  # what render draws for this photo
+        seen.add(style)
+    assert len(seen) == 3  # every style occurs
+    assert mask_style_of("nir", seed=3, row=0) is None
+
+
+def test_ablation_overrides_reach_the_semi_siamese_pair():
+    import torch
+
+    from facelab.experiments.nirvis_masked_hsst_ablations import VARIANTS, AblationConfig, _scaled_overrides
+    from facelab.experiments.nirvis_masked_hsst_table1 import train_head
+
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(40, 8)).astype(np.float32)
+    vis = [np.array([2 * i]) for i in range(20)]
+    nir = [np.array([2 * i + 1]) for i in range(20)]
+    cfg = AblationConfig(data_profile="smoke", steps=6, batch_size=2, queue_size=4, milestones=(3,), hidden=16)
+    assert _scaled_overrides({"queue_size": 192}, cfg) == {"queue_size": 6}  # 192/128 of Q = 4, a multiple of B
+    out = {}
+    for name in ("hsst", "hsst, one shared queue", "hsst, alpha = 0", "hsst, one random direction per step"):
+        method, overrides, _ = VARIANTS[name]
+        head, curve = train_head(method, emb, emb, vis, nir, cfg, seed=0, hsst=_scaled_overrides(overrides, cfg))
+        assert np.isfinite(curve).all()
+        out[name] = head.forward_features(torch.from_numpy(emb[:4])).detach()
+    for name in ("hsst, one shared queue", "hsst, alpha = 0", "hsst, one random direction per step"):
+        assert not torch.allclose(out[name], out["hsst"]), name  # each override changes the training

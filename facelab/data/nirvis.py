@@ -61,6 +61,20 @@ def render(image: np.ndarray, kind: str, *, seed: int, row: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def mask_style_of(kind: str, *, seed: int, row: int) -> str | None:
+    """The mask style (:data:`facelab.data.masks.MASK_STYLES`) that :func:`render` draws on photo ``row`` as
+    ``kind``, without rendering (None for an unmasked kind): the first draw of the photo's generator, as in
+    :func:`facelab.data.masks.add_mask`. Used to hold one style out of training."""
+    from facelab.data.masks import MASK_STYLES
+
+    if kind not in _KIND_CODE:
+        raise ValueError(f"unknown rendering {kind!r}; use one of {', '.join(KINDS)}")
+    if not kind.endswith("_masked"):
+        return None
+    rng = np.random.default_rng((seed, int(row), _KIND_CODE[kind]))
+    return str(rng.choice(sorted(MASK_STYLES)))
+
+
 def render_rows(images: np.ndarray, rows: Sequence[int], kind: str, *, seed: int) -> np.ndarray:
     """``uint8[len(rows), 112, 112, 3]``: :func:`render` of ``images[row]`` for each row (rows index ``images``)."""
     rows = np.asarray(rows, np.int64)

@@ -140,3 +140,5 @@ from facelab.experiments import nirvis_masked_hsst_table1  # noqa: E402,F401
 
 # Table II and Fig. 4: four losses, plain and HSST, three stand-ins
 from facelab.experiments import nirvis_masked_hsst_table2  # noqa: E402,F401
+# the ablations the paper skips
+from facelab.experiments import nirvis_masked_hsst_ablations  # noqa: E402,F401

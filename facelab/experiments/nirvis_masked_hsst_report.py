@@ -206,3 +206,37 @@ def table2_claims(result):
                                    better=a, worse=b, spread=sd, higher_is_better=True, names=("HSST", "plain"),
                                    unit="%"))
     return out
+
+
+# ----------------------------------------------------------------------------- ablations
+
+
+def ablation_frame(result):
+    """One row per ablation variant: rank-1 and VR@FAR=0.1% on every masked probe (mean ± SD over the splits),
+    the paired difference to HSST as run (mean ± SD over splits), rank-1 on the probes in the held-out mask style
+    and in the others, and the training time per step of 64 pairs."""
+    import pandas as pd
+
+    m = result.metrics
+    per = m["per_split"]
+    style = m["held_out_style"]
+
+    def stat(name, probes, measure):
+        v = _per_split(result, name, probes, measure) if all(r[name][probes] is not None for r in per) else None
+        if v is None or not np.isfinite(v).any():
+            return "not measurable", None
+        return f"{np.nanmean(v):.2f} ± {np.nanstd(v):.2f}", v
+
+    rows = []
+    for name in m["variants"]:
+        r1, v1 = stat(name, "all", "rank1")
+        vr, _ = stat(name, "all", "0.001")
+        held, _ = stat(name, "held-out style", "rank1")
+        other, _ = stat(name, "other styles", "rank1")
+        base = _per_split(result, "hsst", "all", "rank1") if "hsst" in m["variants"] else None
+        diff = ("—" if name == "hsst" or base is None or v1 is None
+                else f"{np.nanmean(v1 - base):+.2f} ± {np.nanstd(v1 - base):.2f}")
+        rows.append({"variant": name, "rank-1 (%)": r1, "Δ rank-1 vs HSST (paired)": diff, "VR@FAR=0.1% (%)": vr,
+                     f"rank-1, {style} probes": held, "rank-1, other probes": other,
+                     "ms per step": f"{m['ms_per_step'][name]:.2f}"})
+    return pd.DataFrame(rows).set_index("variant")

@@ -115,13 +115,15 @@ class _Photos:
 
 
 def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Table1Config, *, seed: int,
-               loss: str = "softmax"):
+               loss: str = "softmax", hsst: dict | None = None):
     """Train a :class:`ResidualHead` on the training identities' embeddings; returns (head, loss per 100 steps).
 
     ``loss`` (:data:`facelab.train.hsst.LOSSES`): on the queue logits for HSST; for plain training the
     classification losses (softmax, AM, Arc) score every NIR and VIS feature of the batch against the cosine
     classifier, and the triplet hinge (an embedding loss: no classifier) scores the batch's NIR features
     against its VIS features and back (:func:`facelab.train.hsst.plain_logits`, the hardest in-batch negative).
+    ``hsst``: fields of :class:`facelab.train.hsst.HSSTConfig` that override ``config``'s (the ablations:
+    ``directions``, ``shared_queue``, ``alpha``, ``queue_size``).
     """
     import torch
     from torch.nn import functional as F
@@ -135,10 +137,11 @@ def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Tabl
     n_ids = len(vis_by_id)
     vis_t, nir_t = torch.from_numpy(vis_emb), torch.from_numpy(nir_emb)
     if method == "hsst":
-        model = SemiSiamese(head, dim, HSSTConfig(queue_size=config.queue_size, alpha=config.alpha, scale=config.scale,
-                                                  loss=loss), generator=g)
+        hc = HSSTConfig(**{"queue_size": config.queue_size, "alpha": config.alpha, "scale": config.scale, "loss": loss,
+                           **(hsst or {})})
+        model = SemiSiamese(head, dim, hc, generator=g)
         params = list(head.parameters())
-        batches = iter(DisjointIdentityBatches(n_ids, config.batch_size, config.queue_size, config.steps, seed=seed))
+        batches = iter(DisjointIdentityBatches(n_ids, config.batch_size, hc.queue_size, config.steps, seed=seed))
     else:
         classifier = torch.nn.Parameter(F.normalize(torch.randn(n_ids, dim, generator=g), dim=1))
         params = list(head.parameters()) + ([] if loss == "triplet" else [classifier])
@@ -152,7 +155,7 @@ def train_head(method: str, vis_emb, nir_emb, vis_by_id, nir_by_id, config: Tabl
     for step, ids in enumerate(batches):
         v, n = vis_photos.draw(rng, ids), nir_photos.draw(rng, ids)
         if method == "hsst":
-            value = model.loss(nir_t[n], vis_t[v])
+            value = model.loss(nir_t[n], vis_t[v], generator=g)
         elif loss == "triplet":
             a, b = head.forward_features(nir_t[n]), head.forward_features(vis_t[v])
             value = (cosine_loss(*plain_logits(a, b), loss="triplet")
