@@ -201,3 +201,20 @@ def test_ablation_overrides_reach_the_semi_siamese_pair():
         out[name] = head.forward_features(torch.from_numpy(emb[:4])).detach()
     for name in ("hsst, one shared queue", "hsst, alpha = 0", "hsst, one random direction per step"):
         assert not torch.allclose(out[name], out["hsst"]), name  # each override changes the training
+
+
+def test_chapter4_pretraining_pool_is_disjoint_from_every_standin(real_data_root):
+    from facelab.data import cfp
+    from facelab.data.splits import cfp_train_lfw_test
+    from facelab.experiments.nirvis_masked_hsst import standin_identities
+    from facelab.experiments.nirvis_masked_hsst_backbone import chapter_pool
+
+    pool = chapter_pool(real_data_root, 4)
+    casia = set(standin_identities(real_data_root, 4))
+    cross = set(cfp_train_lfw_test(real_data_root).train_identities)  # where Oulu and BUAA stand-ins draw
+    assert pool["lfw"] and pool["cfp"]
+    assert not set(pool["lfw"]) & casia and not set(pool["cfp"]) & cross
+    names = cfp.read_names(real_data_root)
+    lfw_persons = {i.replace("_", " ") for i in pool["lfw"]}
+    assert not lfw_persons & {names[i] for i in cross}  # no LFW pool person is a CFP test person
+    assert not {names[i] for i in pool["cfp"]} & {i.replace("_", " ") for i in casia}

@@ -27,6 +27,7 @@ Embeddings of every rendered photo are computed once per run (SFace's ONNX Runti
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -47,7 +48,9 @@ TEST_MASKS = ("non_masked", "masked")
 
 @dataclass(frozen=True)
 class Table1Config:
-    """The stand-in (as ``nirvis_masked_hsst.gap``) and the training schedule of each (method, training set)."""
+    """The stand-in (as ``nirvis_masked_hsst.gap``) and the training schedule of each (method, training set).
+    ``backbone``: the frozen network, ``sface`` (the teacher itself) or ``mobilefacenet`` (the paper's network,
+    distilled from SFace on the chapter-4 pool: :mod:`facelab.experiments.nirvis_masked_hsst_backbone`)."""
 
     data_profile: str
     n_splits: int = 10
@@ -65,6 +68,7 @@ class Table1Config:
     scale: float = 30.0
     fars: tuple[float, ...] = (1e-3, 1e-2)
     max_identities: int | None = None
+    backbone: str = "sface"
 
 
 def configure_table1(profile: str) -> Table1Config:
@@ -200,6 +204,7 @@ class CasiaStandIn:
     teacher: object
     emb: dict
     embed_seconds: dict
+    backbone: dict
 
     def digest(self) -> str:
         return hashlib.sha256(("\n".join(self.lfw.manifest["path"].iloc[self.used])
@@ -230,8 +235,17 @@ def casia_standin_embeddings(config, ctx: RunContext, kinds=("vis", "nir", "nir_
     used = np.unique(np.concatenate([s.rows() for s in splits]))
     position = np.full(len(lfw), -1, np.int64)
     position[used] = np.arange(len(used))
-    teacher = load_teacher(config.teacher, **({"threads": ctx.workers or os.cpu_count() or 1}
-                                              if config.teacher == "sface" else {}))
+    if config.backbone == "sface":
+        teacher = load_teacher(config.teacher, **({"threads": ctx.workers or os.cpu_count() or 1}
+                                                  if config.teacher == "sface" else {}))
+        backbone = {"name": "SFace (pretrained, frozen)", "version": teacher.version}
+    elif config.backbone == "mobilefacenet":
+        from facelab.experiments.nirvis_masked_hsst_backbone import backbone_config, pretrained_mobilefacenet
+
+        teacher, record = pretrained_mobilefacenet(backbone_config(config.data_profile), ctx)
+        backbone = {"name": teacher.name, "version": teacher.version, "pretraining": record}
+    else:
+        raise DataError(f"unknown backbone {config.backbone!r}: use 'sface' or 'mobilefacenet'")
     emb, embed_seconds = {}, {}
     for kind in kinds:
         t = time.time()
@@ -239,7 +253,7 @@ def casia_standin_embeddings(config, ctx: RunContext, kinds=("vis", "nir", "nir_
                                                                                seed=config.render_seed)
         emb[kind] = teacher.embed(imgs, progress=ctx.progress).astype(np.float32)
         embed_seconds[kind] = round(time.time() - t, 1)
-    return CasiaStandIn(lfw, ident, splits, used, position, teacher, emb, embed_seconds)
+    return CasiaStandIn(lfw, ident, splits, used, position, teacher, emb, embed_seconds, backbone)
 
 
 def pair_pools(split, ident: np.ndarray, position: np.ndarray) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
@@ -337,10 +351,14 @@ def run_table1(config: Table1Config, ctx: RunContext):
     metrics = {"teacher": teacher.name, "teacher_version": teacher.version, "n_splits": len(splits),
                "n_photos": int(len(st.used)), "per_split": per_split, "summary": summary, "table": table, "loss_curves_split0": curves,
                "train_seconds": train_seconds, "embed_seconds": st.embed_seconds,
-               "backbone": "SFace (pretrained, frozen) + residual head (trained): partial fine-tuning",
-               "seconds": round(time.time() - t0, 1)}
+               "backbone": f"{st.backbone['name']} + residual head (trained): partial fine-tuning",
+               "backbone_record": st.backbone, "seconds": round(time.time() - t0, 1)}
     digest = st.digest()
     return metrics, {}, digest
+
+
+def configure_table1_mobilefacenet(profile: str) -> Table1Config:
+    return dataclasses.replace(configure_table1(profile), backbone="mobilefacenet")
 
 
 register_experiment(Experiment(
@@ -348,6 +366,12 @@ register_experiment(Experiment(
     description="Table I on the CASIA stand-in: plain vs HSST, trained non-masked/masked, tested non-masked/masked; "
                 "partial fine-tuning (residual head over frozen SFace), ten splits",
     configure=configure_table1, run=run_table1))
+
+register_experiment(Experiment(
+    name=CH.experiment("table1_mobilefacenet"), chapter=CH.folder,
+    description="Table I with the paper's network: MobileFaceNet distilled from SFace on identities disjoint from "
+                "every stand-in, frozen, + residual head (partial fine-tuning)",
+    configure=configure_table1_mobilefacenet, run=run_table1))
 
 __all__ = ["CasiaStandIn", "casia_standin_embeddings", "configure_table1", "far_label", "flat_cells", "head_embed", "identify",
            "pair_pools",
