@@ -14,7 +14,11 @@ registered by :mod:`facelab.experiments.uniface`.
 
 Eager PyTorch at batch 1 image for the networks (random weights: time does not depend on values,
 except NMS, which gets at most 50 boxes per image here), 1 and 2 threads; median of ``repeats``
-calls. A least-squares line ``ms = intercept + slope · K`` per system and thread count is the
+calls. For the networks of ``onnx_networks`` also ``<name>_ort``: the dense part of the pass (backbone,
+detection heads, fusion, deconvolutions: everything that runs once per image) in ONNX Runtime, exported
+with :func:`facelab.bench.onnx_export.export_onnx` and checked against eager PyTorch, then decoding, NMS
+and the per-face head in PyTorch as before (RoIAlign and NMS are data-dependent and stay eager), so the
+pipeline's SFace (ONNX Runtime) and the unified pass are compared on the same runtime where it matters. A least-squares line ``ms = intercept + slope · K`` per system and thread count is the
 testable form of the paper's claim ("the recognition network runs N times for an image with N
 faces"). A FLOP breakdown (FlopCounterMode) splits the unified network into backbone + extras,
 detection heads, fusion + deconvolutions, and the per-face head. The paper's GPU at batch 32 is not
@@ -49,6 +53,7 @@ class SpeedConfig:
     repeats: int = 10
     warmup: int = 2
     networks: tuple[str, ...] = ("uniface_a", "uniface_a_inception_v3")
+    onnx_networks: tuple[str, ...] = ("uniface_a",)
     teacher: str = "sface"
 
 
@@ -56,7 +61,8 @@ def configure_speed(profile: str) -> SpeedConfig:
     check_profile(profile)
     if profile == "smoke":
         return SpeedConfig(data_profile="smoke", face_counts=(1, 4), scenes_per_count=1, size=160,
-                           face_size=(24.0, 32.0), threads=(1,), repeats=1, warmup=0, networks=("uniface_a",))
+                           face_size=(24.0, 32.0), threads=(1,), repeats=1, warmup=0, networks=("uniface_a",),
+                           onnx_networks=())
     return SpeedConfig(data_profile=profile)
 
 
@@ -98,6 +104,35 @@ def flop_breakdown(model, size: int) -> dict:
             "per_face_head": flops(lambda: model.attention(fr, box, marks, torch.tensor([0]), size))}
 
 
+class DensePass:
+    """``[B, 3, H, W] -> (logits, boxes, landmarks, recognition_map)``: the part of a unified network that runs
+    once per image, as a module with tensor outputs (for ONNX export); :meth:`as_output` turns an ONNX Runtime
+    result back into the network's output dict for ``decode`` and ``embed``."""
+
+    NAMES = ("logits", "boxes", "landmarks", "recognition_map")
+
+    @staticmethod
+    def build(net):
+        from torch import nn
+
+        class _Dense(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net, self.input_size = net, net.input_size
+
+            def forward(self, x):
+                o = self.net(x)
+                return tuple(o[k] for k in DensePass.NAMES)
+
+        return _Dense().eval()
+
+    @staticmethod
+    def as_output(arrays) -> dict:
+        import torch
+
+        return {k: torch.from_numpy(a) for k, a in zip(DensePass.NAMES, arrays)}
+
+
 def fit_line(counts, ms) -> dict:
     """Least-squares ``ms = intercept + slope · faces``."""
     slope, intercept = np.polyfit(np.asarray(counts, float), np.asarray(ms, float), 1)
@@ -107,6 +142,7 @@ def fit_line(counts, ms) -> dict:
 def run_speed(config: SpeedConfig, ctx: RunContext):
     import torch
 
+    from facelab.bench.onnx_export import export_onnx, onnx_session
     from facelab.data.align import align_face
     from facelab.data.datasets import face_sources
     from facelab.data.detect import load_mtcnn
@@ -130,8 +166,43 @@ def run_speed(config: SpeedConfig, ctx: RunContext):
     for name, net in nets.items():
         out["flops"][name] = flop_breakdown(net, config.size)
         out["parameters"][name] = int(sum(q.numel() for q in net.parameters()))
+    exported = {}
+    for name in config.onnx_networks:
+        net = nets[name] if name in nets else create_model(name).eval()
+        dense = DensePass.build(net)
+        path = export_onnx(dense, (3, config.size, config.size), name=f"{name}_dense_{config.size}")
+        check = onnx_session(path, threads=1)
+        x0 = torch.randn(1, 3, config.size, config.size, generator=torch.Generator().manual_seed(ctx.seed))
+        with torch.no_grad():
+            ref = dense(x0)
+        got = check.run(None, {check.get_inputs()[0].name: x0.numpy()})
+        err = max(float(np.abs(g - r.numpy()).max() / max(float(r.abs().max()), 1e-12)) for g, r in zip(got, ref))
+        exported[name] = (net, path)
+        out.setdefault("onnx", {})[name] = {"max_relative_error": err, "file_bytes": path.stat().st_size}
     for threads in config.threads:
         teacher = load_teacher(config.teacher, threads=threads)
+        for name, (net, path) in exported.items():
+            session = onnx_session(path, threads=threads)
+            input_name = session.get_inputs()[0].name
+            per_count = {}
+            with torch_threads(threads), torch.inference_mode():
+                for k, scs in scenes.items():
+                    times = []
+                    for sc in scs:
+                        x = to_input(sc.image).numpy()
+                        boxes = torch.as_tensor(sc.boxes)
+                        marks = torch.as_tensor(sc.landmarks)
+                        idx = torch.zeros(k, dtype=torch.long)
+
+                        def unified_ort():
+                            o = DensePass.as_output(session.run(None, {input_name: x}))
+                            net.decode(o, config.size, config.size, score_threshold=0.5, iou_threshold=0.4,
+                                       max_detections=50)
+                            net.embed(o, boxes, marks, idx, config.size)
+
+                        times += _time(unified_ort, config.repeats, config.warmup)
+                    per_count[str(k)] = _summary(times)
+            out["systems"].setdefault(f"{name}_ort", {})[str(threads)] = per_count
         with torch_threads(threads), torch.inference_mode():
             for name, net in nets.items():
                 per_count = {}
@@ -177,4 +248,4 @@ register_experiment(Experiment(
     description="Table II: unified pass vs MTCNN + SFace on scenes of 1, 4, 16 faces; per-face slopes; FLOP breakdown",
     configure=configure_speed, run=run_speed))
 
-__all__ = ["SpeedConfig", "fit_line", "flop_breakdown"]
+__all__ = ["DensePass", "SpeedConfig", "fit_line", "flop_breakdown"]
