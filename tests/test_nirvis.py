@@ -143,16 +143,19 @@ def test_cfp_standins_follow_the_two_protocols_and_are_disjoint():
         cfp_standins(ids, pose, allowed, oulu_identities=20, buaa_identities=10)
 
 
+def _toy_pairs(seed: int):
+    """Embeddings ``float32[40, 8]`` of 20 identities, one VIS (even rows) and one NIR photo (odd rows) each."""
+    emb = np.random.default_rng(seed).normal(size=(40, 8)).astype(np.float32)
+    return emb, [np.array([2 * i]) for i in range(20)], [np.array([2 * i + 1]) for i in range(20)]
+
+
 def test_table2_losses_train_plain_and_hsst():
     import torch
 
     from facelab.experiments.nirvis_masked_hsst_table1 import Table1Config, train_head
     from facelab.train.hsst import LOSSES
 
-    rng = np.random.default_rng(1)
-    emb = rng.normal(size=(40, 8)).astype(np.float32)
-    vis = [np.array([2 * i]) for i in range(20)]
-    nir = [np.array([2 * i + 1]) for i in range(20)]
+    emb, vis, nir = _toy_pairs(seed=1)
     cfg = Table1Config(data_profile="smoke", steps=6, batch_size=2, queue_size=4, milestones=(3,), hidden=16)
     heads = {}
     for method in ("plain", "hsst"):
@@ -187,10 +190,7 @@ def test_ablation_overrides_reach_the_semi_siamese_pair():
     from facelab.experiments.nirvis_masked_hsst_ablations import VARIANTS, AblationConfig, _scaled_overrides
     from facelab.experiments.nirvis_masked_hsst_table1 import train_head
 
-    rng = np.random.default_rng(2)
-    emb = rng.normal(size=(40, 8)).astype(np.float32)
-    vis = [np.array([2 * i]) for i in range(20)]
-    nir = [np.array([2 * i + 1]) for i in range(20)]
+    emb, vis, nir = _toy_pairs(seed=2)
     cfg = AblationConfig(data_profile="smoke", steps=6, batch_size=2, queue_size=4, milestones=(3,), hidden=16)
     assert _scaled_overrides({"queue_size": 192}, cfg) == {"queue_size": 6}  # 192/128 of Q = 4, a multiple of B
     out = {}
