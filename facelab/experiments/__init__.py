@@ -5,7 +5,7 @@ A chapter calls :func:`load_or_run`; an instructor or a long offline run uses th
     python -m facelab run getting_started.lfw_dlib --profile small
 
 An experiment is registered with :func:`register_experiment` by its module (listed in
-``_MODULES``). Its result is keyed by its configuration (a dataclass built for the profile),
+``_MODULES``: the chapter modules and a few more). Its result is keyed by its configuration (a dataclass built for the profile),
 its seed and the source of the facelab modules the run used, recorded while it runs
 (:func:`facelab.codedeps.track_modules`): when any of them changes, the stored result is
 *stale* and :func:`load_or_run` says so (or reruns it).
@@ -34,6 +34,10 @@ from facelab.results import Result, load_result, make_provenance, result_filenam
 #: Modules that define experiments (imported on first use of the registry): one per chapter
 #: (facelab.chapters), for the chapters written so far.
 _MODULES = tuple(ch.module for ch in CHAPTERS if module_file(ch.module) is not None)
+#: Experiment modules a chapter module does not import itself: added after that chapter's results
+#: were stored, they register from their own file so that the chapter module (whose source every
+#: one of its stored results depends on) stays unchanged.
+_MODULES += ("facelab.experiments.squeezefaceposenet_crossfit",)
 
 
 @dataclass(frozen=True)

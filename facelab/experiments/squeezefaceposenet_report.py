@@ -243,6 +243,57 @@ def distilled_curves(results: Mapping[str, Result]) -> dict[str, list[float]]:
     return {_label(name): r.metrics["history"]["train_acc"] for name, r in results.items()}
 
 
+def crossfit_frame(crossfit: Mapping[str, Result], single: Mapping[str, Result] | None = None):
+    """The cross-fitted students (:mod:`facelab.experiments.squeezefaceposenet_crossfit`) beside the
+    single-pool student of the same model: LFW View 2 accuracy (± SD over the ten folds, each scored by
+    the student that never saw its persons), SFace on the same pairs, the students' centred cosine to
+    SFace on their own test faces, the 1-image F-F EER on CFP (the students' mean and each), pool size
+    per student, epochs and training minutes (all students); Table 4's 1-image F-F EER of the paper
+    (VGGFace2-Pose, χ²) beside it."""
+    import pandas as pd
+
+    paper = tables.cells("001")
+    paper_key = {"squeezefaceposenet": "squeezefaceposenet", "squeezefaceposenet_gdc": "gdc",
+                 "squeezefaceposenet_dwc": "dwc", "squeezefaceposenet_dwc_gdc": "dwc_gdc"}
+    rows = []
+    for name, r in crossfit.items():
+        m = r.metrics
+        st = m["students"]
+        cell = paper.get(f"table4.{paper_key.get(name, name)}.t1_ff")
+        paper_ff = None if cell is None else cell["value"]
+        if single and name in single:
+            s = single[name].metrics
+            rows.append({"model": _label(name), "pool": "single (all of View 2 held out)",
+                         "LFW %": round(100 * s["lfw_accuracy"], 2), "± SD": round(100 * s["lfw_accuracy_sd"], 2),
+                         "SFace LFW %": round(100 * s["teacher_lfw_accuracy"], 2), "centred cosine": _centred(s),
+                         "CFP 1 img F-F EER %": f"{100 * s['eer']['cosine']['t1_ff']:.2f}",
+                         "paper F-F EER %": paper_ff,
+                         "pool images": f"{s['n_train_images']:,}", "epochs": len(s["history"]["train_loss"]),
+                         "train min": round(sum(s["history"]["seconds"]) / 60, 1)})
+        ffs = [100 * x["eer"]["cosine"]["t1_ff"] for x in st]
+        centred = [x["agreement"].get("centred_cosine_mean") for x in st]
+        rows.append({"model": _label(name), "pool": f"cross-fitted ({len(st)} students)",
+                     "LFW %": round(100 * m["lfw_accuracy"], 2), "± SD": round(100 * m["lfw_accuracy_sd"], 2),
+                     "SFace LFW %": round(100 * m["teacher_lfw_accuracy"], 2),
+                     "centred cosine": round(float(np.mean(centred)), 3) if None not in centred else None,
+                     "CFP 1 img F-F EER %": f"{np.mean(ffs):.2f} (" + " / ".join(f"{v:.2f}" for v in ffs) + ")",
+                     "paper F-F EER %": paper_ff,
+                     "pool images": " / ".join(f"{x['n_train_images']:,}" for x in st),
+                     "epochs": len(st[0]["history"]["train_loss"]),
+                     "train min": round(sum(sum(x["history"]["seconds"]) for x in st) / 60, 1)})
+    return pd.DataFrame(rows)
+
+
+def crossfit_curves(crossfit: Mapping[str, Result]) -> dict[str, list[float]]:
+    """``{model, student (its test folds): mean cosine to the teacher per epoch}``."""
+    out = {}
+    for name, r in crossfit.items():
+        for x in r.metrics["students"]:
+            folds = x["test_folds"]
+            out[f"{_label(name)}, tested on folds {folds[0]}-{folds[-1]}"] = x["history"]["train_acc"]
+    return out
+
+
 def run_summary(outcomes: Mapping[str, object]):
     """Where every number of the chapter comes from: per experiment, loaded / ran / stale, the profile,
     its run time, the commit it ran at and when."""
@@ -258,7 +309,8 @@ def run_summary(outcomes: Mapping[str, object]):
     return pd.DataFrame(rows)
 
 
-__all__ = ["latency_frame", "runs_frame", "distilled_frame", "distilled_curves", "det_curves", "det_curves_by_model", "example_pairs",
+__all__ = ["latency_frame", "runs_frame", "distilled_frame", "distilled_curves", "crossfit_frame", "crossfit_curves",
+           "det_curves", "det_curves_by_model", "example_pairs",
            "history_frame", "claims", "claims_frame", "run_summary", "SFPN_MODELS"]
 
 
