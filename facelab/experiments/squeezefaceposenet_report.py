@@ -253,13 +253,12 @@ def crossfit_frame(crossfit: Mapping[str, Result], single: Mapping[str, Result] 
     import pandas as pd
 
     paper = tables.cells("001")
-    paper_key = {"squeezefaceposenet": "squeezefaceposenet", "squeezefaceposenet_gdc": "gdc",
-                 "squeezefaceposenet_dwc": "dwc", "squeezefaceposenet_dwc_gdc": "dwc_gdc"}
     rows = []
     for name, r in crossfit.items():
         m = r.metrics
         st = m["students"]
-        cell = paper.get(f"table4.{paper_key.get(name, name)}.t1_ff")
+        # paper 001's cells name the variants without the family prefix: table4.dwc_gdc.t1_ff
+        cell = paper.get(f"table4.{name.removeprefix('squeezefaceposenet_')}.t1_ff")
         paper_ff = None if cell is None else cell["value"]
         if single and name in single:
             s = single[name].metrics
