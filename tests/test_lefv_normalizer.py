@@ -44,6 +44,29 @@ def test_shapes_and_the_decoder_table():
     assert list(scores) == list(REGIONS) and all(s.shape == (2,) for s in scores.values())
 
 
+def test_decoder_width_follows_the_expert():
+    from facelab.models.mobilefacenet import HEAD_CHANNELS, MobileFaceNet
+
+    torch.manual_seed(0)
+    g = LEFVNormalizer(MobileFaceNet())  # the paper's expert: a [B, 512, 7, 7] map
+    x = torch.randn(2, 3, 112, 112)
+    assert g.expert_channels == HEAD_CHANNELS == g.decoder.body.reduce[0].in_channels
+    assert g.encode(x).shape == (2, HEAD_CHANNELS, 7, 7)
+    with torch.no_grad():
+        assert g(x).shape == x.shape
+    assert _normalizer()[0].expert_channels == 1024  # SFace's map
+
+
+def test_expert_with_the_wrong_map_size_is_refused():
+    class Shallow(torch.nn.Module):  # a 14x14 map: the decoder's four 2x stages would give 224 px
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Conv2d(3, 8, 3, stride=8, padding=1)
+
+    with pytest.raises(ValueError, match="must be 7x7"):
+        LEFVNormalizer(Shallow())
+
+
 def _stage_outputs(g, x):
     out, h = [], g.encode(x)
     for stage in g.decoder.body:
@@ -85,6 +108,7 @@ def test_draw_batch_is_reproducible_and_flips(faces):
     assert torch.allclose(flipped, torch.flip(plain, dims=[-1]))
 
 
+@pytest.mark.filterwarnings("error")  # the logged loss terms are detached before they become floats
 def test_training_moves_decoder_and_critics_only(faces):
     x, y = faces
     g, c = _normalizer()

@@ -15,6 +15,15 @@ paired data and identity information"). Then:
   recognizer on (a) the original crops, (b) every crop normalised (the LEFV pipeline), (c) only the
   profile crops normalised. The paper reports no with/without comparison.
 
+``lefv.normalizer_mobilefacenet``: the same normalizer, data, schedule and tests with the paper's expert,
+MobileFaceNet (:mod:`facelab.models.mobilefacenet`), in place of SFace's network. No pretrained MobileFaceNet
+ships offline, so :func:`distilled_expert` distils one from SFace first, on the pool of chapter 1's
+recognizers (LFW identities named like no CFP person: no identity of CFP, hence none of Table 4's test
+folds), with their recipe (:mod:`facelab.train.distill`: centred targets, AdamW, flips and shifts). The two
+rows show what the expert changes: SFace learned from millions of faces, this MobileFaceNet from ~12k through
+SFace. SFace stays the *recognizer* of Table 4 and the judge of identity preservation in both rows, so the
+rows differ only in the expert the decoder reads (and the identity loss compares).
+
 Identities: Table 4's test identities are CFP identities, so the normalizer trains on the identities of
 CFP folds ``train_folds`` and Table 4 is scored here on the other folds only (both rows on the same
 folds: the with/without comparison is paired). The stored ``lefv.table4_references`` scores all ten folds.
@@ -26,7 +35,7 @@ import base64
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,7 +43,8 @@ from facelab import chapters
 from facelab.config import check_profile
 from facelab.errors import DataError
 from facelab.experiments import Experiment, RunContext, register_experiment
-from facelab.experiments.lefv_verification import TemplateProtocolConfig, configure_references, protocol_templates
+from facelab.experiments.lefv_verification import (RecognizerConfig, TemplateProtocolConfig, configure_recognizer,
+                                                   configure_references, protocol_templates)
 
 CH = chapters.get("lefv")
 
@@ -44,7 +54,8 @@ class NormalizationConfig:
     """Train on the CFP identities of ``train_folds`` (1-based), test on the rest; ``steps`` x
     ``batch_size`` (non-frontal + frontal) faces (:class:`facelab.train.normalizer.NormalizerTrainConfig`);
     ``max_train_faces``: a seeded subset of each training set (smoke); ``examples``: test faces shown in the
-    chapter's figure."""
+    chapter's figure; ``expert``: ``"sface"`` (SFace's pretrained network) or ``"mobilefacenet"`` (distilled
+    from SFace by ``expert_training`` first: :func:`distilled_expert`)."""
 
     data_profile: str
     steps: int
@@ -56,6 +67,8 @@ class NormalizationConfig:
     lambda_sym: float = 1.0
     max_train_faces: int | None = None
     examples: int = 6
+    expert: str = "sface"
+    expert_training: RecognizerConfig | None = None
 
 
 def configure_normalizer(profile: str) -> NormalizationConfig:
@@ -69,6 +82,80 @@ def configure_normalizer(profile: str) -> NormalizationConfig:
         # ~15 min on 2 cores: ~3 s a step (the expert's backward pass for 16 generated faces dominates)
         return NormalizationConfig(data_profile="small", steps=300, protocol=proto)
     return NormalizationConfig(data_profile="full", steps=20000, batch_size=32, protocol=proto)
+
+
+def configure_normalizer_mobilefacenet(profile: str) -> NormalizationConfig:
+    """As :func:`configure_normalizer`, with MobileFaceNet distilled as chapter 1's recognizers are (at
+    ``small`` 6 epochs of ~12k LFW crops, ~10 min) as the expert."""
+    return replace(configure_normalizer(profile), expert="mobilefacenet",
+                   expert_training=configure_recognizer("mobilefacenet")(profile))
+
+
+def distilled_expert(config: RecognizerConfig, ctx: RunContext):
+    """``config.network`` distilled from ``config.teacher`` on chapter 1's recognizer pool (LFW identities named
+    like no CFP person, :func:`facelab.data.splits.lfw_train_cfp_test`), checkpointed in the user cache (a
+    finished run is loaded, an interrupted one resumed): ``(model, head, record)``, the model and its mimic head
+    in eval mode on the CPU, the record with the pool, the loss curve and the training seconds."""
+    import torch
+
+    from facelab.data.augment import FlipJitter
+    from facelab.data.manifest import load_prepared
+    from facelab.data.splits import lfw_train_cfp_test
+    from facelab.paths import cache_root
+    from facelab.registry import create_model
+    from facelab.results import config_hash
+    from facelab.teachers import load_teacher
+    from facelab.train.distill import Mimic, MimicHead, pool_centre, pool_with_targets
+    from facelab.train.inputs import PackedFaces
+    from facelab.train.loop import TrainConfig, fit
+    from facelab.train.speed import Speed
+
+    lfw_set = load_prepared("lfw", config.data_profile)
+    split = lfw_train_cfp_test(ctx.data_root, min_images=1)
+    teacher = load_teacher(config.teacher, threads=ctx.workers or os.cpu_count() or 1)
+    crops, targets = pool_with_targets({"lfw": lfw_set}, {"lfw": split.train_identities}, teacher,
+                                       max_images=config.max_images, seed=ctx.seed, progress=ctx.progress)
+    if not len(crops):
+        raise DataError(f"no LFW crop of a non-CFP identity is prepared at profile {config.data_profile!r}: run "
+                        f"`python -m facelab data prepare --profile {config.data_profile} --datasets lfw`")
+    torch.manual_seed(ctx.seed)
+    model = create_model(config.network)
+    head = MimicHead(model.num_features, teacher.embedding_dim)
+    data = PackedFaces(crops.images, np.arange(len(crops)), targets, size=model.input_size[-1],
+                       augment=FlipJitter(config.flip_p, config.max_shift), seed=ctx.seed)
+    speed = Speed(channels_last=config.channels_last, autocast_bf16=config.bf16)
+    train = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                        weight_decay=config.weight_decay, optimizer="adamw", grad_clip=None, min_lr=1e-6, speed=speed)
+    ckpt = (cache_root() / "checkpoints" / CH.folder / f"expert-{config.network}-{config_hash([str(config), ctx.seed])}.pt"
+            if config.data_profile != "smoke" else None)
+    t0 = time.time()
+    history = fit(model, data, train, head=head, objective=Mimic(centre=pool_centre(targets) if config.centre else None),
+                  device=ctx.device, seed=ctx.seed, checkpoint=ckpt, progress=ctx.progress)
+    record = {"network": config.network, "teacher": teacher.name, "pool": {**crops.counts(),
+                                                                          "excluded_as_cfp": len(split.excluded)},
+              "n_train_images": len(crops), "epochs": config.epochs,
+              "parameters": sum(p.numel() for p in model.parameters()),
+              "history": {k: [v if np.isfinite(v) else None for v in vs] for k, vs in history.as_dict().items()},
+              "train_seconds": round(time.time() - t0, 1), "pool_identities": sorted(set(crops.identity.tolist()))}
+    return model.cpu().eval(), head.cpu().eval(), record
+
+
+def build_normalizer(config: NormalizationConfig, ctx: RunContext):
+    """The normalizer over ``config.expert`` (decoder and critics drawn from the seed) and the expert's record
+    (None for SFace)."""
+    import torch
+
+    from facelab.models.lefv_normalizer import LEFVNormalizer
+    from facelab.registry import create_model
+
+    if config.expert == "sface":
+        torch.manual_seed(ctx.seed)  # the decoder's initial weights (the runner restores the RNG)
+        return create_model("lefv_normalizer", pretrained=True), None, None
+    if config.expert != "mobilefacenet" or config.expert_training is None:
+        raise ValueError(f"expert must be 'sface' or 'mobilefacenet' (with expert_training), got {config.expert!r}")
+    model, head, record = distilled_expert(config.expert_training, ctx)
+    torch.manual_seed(ctx.seed)
+    return LEFVNormalizer(model), head, record
 
 
 def example_grid(rows: list[np.ndarray]) -> str:
@@ -95,7 +182,6 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
     from facelab.eval.templates import evaluate_templates
     from facelab.models.lefv_normalizer import FaceCritics
     from facelab.paths import cache_root
-    from facelab.registry import create_model
     from facelab.results import config_hash
     from facelab.teachers import load_teacher
     from facelab.train.normalizer import NormalizerTrainConfig, normalize_faces, train_normalizer
@@ -121,9 +207,8 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
                         f"prepared at profile {config.data_profile!r}: run `python -m facelab data prepare --profile "
                         f"{config.data_profile} --datasets cfp`")
 
-    torch.manual_seed(ctx.seed)  # the decoder's and critics' initial weights (the runner restores the RNG)
-    normalizer = create_model("lefv_normalizer", pretrained=True)
-    critics = FaceCritics()
+    normalizer, expert_head, expert_record = build_normalizer(config, ctx)
+    critics = FaceCritics()  # drawn after the decoder, from the same seeded stream
     train = NormalizerTrainConfig(steps=config.steps, batch_size=config.batch_size, lambda_ip=config.lambda_ip,
                                   lambda_p=config.lambda_p, lambda_sym=config.lambda_sym,
                                   log_every=max(1, min(10, config.steps)))
@@ -158,6 +243,16 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
         return teacher.embed(images) + teacher.embed(images, flip=True)
 
     e_orig, e_norm = flip_summed(original), flip_summed(normalised)
+    expert = {"name": "sface (pretrained, frozen)", "map_channels": normalizer.expert_channels}
+    if expert_record is not None:
+        from facelab.train.distill import agreement, embed_crops
+
+        # how closely the distilled expert follows SFace on the held-out test faces (crop views, unit-norm)
+        student = embed_crops(normalizer.expert, original, size=112, head=expert_head, flip_sum=False)
+        expert = {"name": f"{config.expert} (distilled from SFace here, frozen)",
+                  "map_channels": normalizer.expert_channels,
+                  "agreement_with_sface": agreement(student, teacher.embed(original)),
+                  **{k: v for k, v in expert_record.items() if k != "pool_identities"}}
     is_profile = pose[rows] == "profile"
     mixed = np.where(is_profile[:, None], e_norm, e_orig)
     fars = config.protocol.fars
@@ -186,7 +281,8 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
     width = min(len(r) for r in grid_rows)
     examples = example_grid([r[:width] for r in grid_rows])
 
-    metrics = {"expert": "sface (pretrained, frozen)", "teacher_version": teacher.version, "recognizer": "sface",
+    metrics = {"expert": expert["name"], "expert_record": expert, "teacher_version": teacher.version,
+               "recognizer": "sface",
                "train_folds": list(config.train_folds),
                "test_folds": sorted(int(f) + 1 for f in set(templates.fold.tolist())),
                "n_train_nonfrontal": int(len(x_rows)), "n_train_frontal": int(len(y_rows)),
@@ -200,8 +296,9 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
                "train_seconds": round(train_seconds, 1), "normalize_seconds": round(normalize_seconds, 1),
                "normalize_ms_per_face": round(1000 * normalize_seconds / max(1, len(rows)), 2),
                "seconds": round(time.time() - t0, 1)}
+    pool = "\n".join(expert_record["pool_identities"]) if expert_record is not None else ""
     digest = hashlib.sha256(("\n".join(man["path"].iloc[np.concatenate([x_rows, y_rows, rows])])
-                             + str(prepared.summary.get("fingerprint"))).encode()).hexdigest()[:16]
+                             + str(prepared.summary.get("fingerprint")) + pool).encode()).hexdigest()[:16]
     return metrics, {"examples_jpeg": examples, "example_rows": ["profile", "profile normalized", "frontal",
                                                                "frontal normalized"][:len(grid_rows)]}, digest
 
@@ -212,4 +309,11 @@ register_experiment(Experiment(
                 "Table 4 with and without normalization",
     configure=configure_normalizer, run=run_normalizer))
 
-__all__ = ["configure_normalizer", "example_grid"]
+register_experiment(Experiment(
+    name=CH.experiment("normalizer_mobilefacenet"), chapter=CH.folder,
+    description="Section 3.2 with the paper's expert: MobileFaceNet distilled from SFace on non-CFP LFW identities, "
+                "then the same normalizer, identity preservation and Table 4 with and without normalization",
+    configure=configure_normalizer_mobilefacenet, run=run_normalizer))
+
+__all__ = ["build_normalizer", "configure_normalizer", "configure_normalizer_mobilefacenet", "distilled_expert",
+           "example_grid"]

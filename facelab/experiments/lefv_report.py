@@ -149,7 +149,7 @@ def _ratio_spread(a: dict, b: dict) -> tuple[float, float]:
 
 
 def claims(table1, cx, detectors: dict | None = None, baselines=None, recognizers: dict | None = None,
-           normalizer=None, softmax: dict | None = None) -> list[ClaimCheck]:
+           normalizer=None, softmax: dict | None = None, normalizer_mobilefacenet=None) -> list[ClaimCheck]:
     """The paper's testable claims that stored results can check now; the rest listed as not measured."""
     out: list[ClaimCheck] = []
     if table1 is not None:
@@ -216,7 +216,7 @@ def claims(table1, cx, detectors: dict | None = None, baselines=None, recognizer
     if softmax:
         c = msff_claim(softmax)
         out.append(type(c)(c.claim.replace("distilled", "softmax, the paper's recipe"), c.paper, c.ours, c.verdict))
-    out += normalization_claims(normalizer)
+    out += normalization_claims(normalizer, normalizer_mobilefacenet)
     return out
 
 
@@ -399,47 +399,80 @@ _CONDITIONS = (("original", "SFace on the original crops"),
                ("profile_normalized", "SFace, only profile crops normalized"))
 
 
-def normalization_frame(result):
-    """Table 4's shape with and without normalization (held-out CFP folds): TAR (%) mean ± SD over folds; the
-    paper's column: not reported."""
+def expert_label(result) -> str:
+    """``"SFace"`` or ``"MobileFaceNet (distilled)"``: which frozen expert a normalizer result reads."""
+    return "SFace" if result.metrics["expert"].startswith("sface") else "MobileFaceNet (distilled)"
+
+
+def _normalizers(*results) -> list:
+    return [r for r in results if r is not None]
+
+
+def normalization_frame(result, *others):
+    """Table 4's shape with and without normalization (held-out CFP folds): TAR (%) mean ± SD over folds, one
+    block of normalized rows per expert (``result`` and each of ``others``: normalizer results on the same folds;
+    the original crops' row once, from ``result``); the paper's column: not reported."""
     import pandas as pd
 
-    m = result.metrics
     rows = []
-    for key, label in _CONDITIONS:
-        t = m["table4"][key]
-        row = {"Method": label}
-        for k, name in _TAR_KEYS:
-            row[name] = f"{100 * t[k]['mean']:.2f} ± {100 * t[k]['sd']:.2f}"
-        row["paper"] = "not reported"
-        rows.append(row)
+    for i, r in enumerate(_normalizers(result, *others)):
+        for key, label in _CONDITIONS:
+            if key == "original" and i:
+                continue  # the same SFace on the same crops and folds in every result
+            t = r.metrics["table4"][key]
+            row = {"Method": label if key == "original" else f"{label}; expert {expert_label(r)}"}
+            for k, name in _TAR_KEYS:
+                row[name] = f"{100 * t[k]['mean']:.2f} ± {100 * t[k]['sd']:.2f}"
+            row["paper"] = "not reported"
+            rows.append(row)
     return pd.DataFrame(rows).set_index("Method")
 
 
-def preservation_frame(result):
-    """SFace's cosine between each held-out face and its normalized version, per pose."""
+def preservation_frame(result, *others):
+    """SFace's cosine between each held-out face and its normalized version, per expert and pose."""
     import pandas as pd
 
-    p = result.metrics["identity_preservation"]
-    t = result.metrics["same_person_threshold"]["cosine"]
-    return pd.DataFrame([{"pose": pose, "faces": v["n"], "cosine mean": round(v["mean"], 3), "SD": round(v["sd"], 3),
-                          "10th percentile": round(v["p10"], 3),
-                          f"share above SFace's FAR-1% threshold ({t:.3f})": f"{100 * v['share_above_threshold']:.1f}%"}
-                         for pose, v in p.items()]).set_index("pose")
+    rows = []
+    for r in _normalizers(result, *others):
+        t = r.metrics["same_person_threshold"]["cosine"]
+        for pose, v in r.metrics["identity_preservation"].items():
+            rows.append({"expert": expert_label(r), "pose": pose, "faces": v["n"], "cosine mean": round(v["mean"], 3),
+                         "SD": round(v["sd"], 3), "10th percentile": round(v["p10"], 3),
+                         "SFace's FAR-1% threshold": round(t, 3),
+                         "share above it": f"{100 * v['share_above_threshold']:.1f}%"})
+    return pd.DataFrame(rows).set_index(["expert", "pose"])
 
 
-def normalizer_curves(result, ax=None):
-    """The normalizer's training terms per logged window (identity, pixel, symmetry; critics' Wasserstein estimate)."""
+def expert_sentence(result) -> str:
+    """What the distilled expert of a normalizer result is: pool, schedule, size and its agreement with SFace on
+    the held-out test faces ("" for SFace's own network)."""
+    e = result.metrics.get("expert_record", {})
+    if "agreement_with_sface" not in e:
+        return ""
+    a, pool = e["agreement_with_sface"], e["pool"]["lfw"]
+    return (f"The MobileFaceNet expert ({e['parameters']:,} parameters, a {e['map_channels']}-channel 7×7 map) was "
+            f"distilled from SFace on {pool['images']:,} LFW crops of {pool['identities']:,} identities named like no "
+            f"CFP person ({e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}, {e['train_seconds'] / 60:.1f} min); on the {a['n']:,} held-out test "
+            f"faces its centred cosine to SFace is {a['centred_cosine_mean']:.3f} ± {a['centred_cosine_sd']:.3f}.")
+
+
+def normalizer_curves(result, *others):
+    """The normalizer's training terms per logged window (identity, pixel, symmetry; critics' Wasserstein
+    estimate), one row of panels per expert (the identity term is each expert's own feature distance, so its
+    scale differs between rows)."""
     import matplotlib.pyplot as plt
 
-    h = result.metrics["history"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3)) if ax is None else (None, ax)
-    for k in ("identity", "pixel", "symmetry"):
-        axes[0].plot(h["step"], h[k], label=k)
-    axes[0].set(xlabel="step", ylabel="loss term", title="decoder terms (eqs. 6-8)")
-    axes[0].legend()
-    axes[1].plot(h["step"], h["wasserstein"], color="C3")
-    axes[1].set(xlabel="step", ylabel="real − fake score", title="critics' Wasserstein estimate (4 critics)")
+    results = _normalizers(result, *others)
+    fig, axes = plt.subplots(len(results), 2, figsize=(9, 3 * len(results)), squeeze=False)
+    for row, r in zip(axes, results):
+        h = r.metrics["history"]
+        for k in ("identity", "pixel", "symmetry"):
+            row[0].plot(h["step"], h[k], label=k)
+        row[0].set(xlabel="step", ylabel="loss term", title=f"decoder terms (eqs. 6-8), expert {expert_label(r)}")
+        row[0].legend()
+        row[1].plot(h["step"], h["wasserstein"], color="C3")
+        row[1].set(xlabel="step", ylabel="real − fake score", title="critics' Wasserstein estimate (4 critics)")
+    fig.tight_layout()
     return fig
 
 
@@ -464,36 +497,39 @@ def show_examples(result, ax=None):
     return ax
 
 
-def normalization_claims(result) -> list[ClaimCheck]:
+def normalization_claims(result, mobilefacenet=None) -> list[ClaimCheck]:
     """"The identity is preserved": the share of held-out profile faces whose normalization SFace still
     matches to them at its FAR-1% threshold on these faces (reproduced at >= 90%, not reproduced below
     50%, otherwise not resolved: our bar, the paper gives none); "normalization helps recognition": TAR
-    at FAR 1% with and without, on paired folds (spread: SD of the per-fold differences)."""
+    at FAR 1% with and without, on paired folds (spread: SD of the per-fold differences). With
+    ``mobilefacenet`` (the normalizer over the distilled MobileFaceNet, the paper's expert) both claims once
+    more for that expert."""
     import numpy as np
 
-    if result is None:
+    if result is None and mobilefacenet is None:
         return [ClaimCheck("normalization preserves identity (Section 3.2)", "stated", NOT_MEASURED, "not resolved"),
                 ClaimCheck("normalization helps verification (Section 4.3, implied)", "not reported", NOT_MEASURED,
                            "not resolved")]
-    m = result.metrics
-    prof = m["identity_preservation"].get("profile")
     out = []
-    if prof is not None:
-        share = prof["share_above_threshold"]
-        verdict = "reproduced" if share >= 0.9 else ("not reproduced" if share < 0.5 else "not resolved")
-        out.append(ClaimCheck("normalization preserves identity (Section 3.2; profile faces SFace still matches to "
-                              "their normalization at FAR 1%)", "stated",
-                              f"{100 * share:.1f}% of {prof['n']} faces (cosine mean {prof['mean']:.3f}, threshold "
-                              f"{m['same_person_threshold']['cosine']:.3f})", verdict))
-    a = {p["fold"]: p["tar"]["0.01"] for p in m["table4"]["all_normalized"]["per_fold"]}
-    b = {p["fold"]: p["tar"]["0.01"] for p in m["table4"]["original"]["per_fold"]}
-    common = sorted(set(a) & set(b))
-    d = 100 * np.array([a[f] - b[f] for f in common])
-    out.append(check_order("normalization helps verification (TAR at FAR 1%, paired held-out CFP folds)",
-                           better=100 * float(np.mean([a[f] for f in common])),
-                           worse=100 * float(np.mean([b[f] for f in common])),
-                           spread=float(d.std()) if len(d) > 1 else float("nan"), higher_is_better=True,
-                           names=("normalized", "original"), unit="%"))
+    for r in _normalizers(result, mobilefacenet):
+        m, who = r.metrics, f"; expert {expert_label(r)}"
+        prof = m["identity_preservation"].get("profile")
+        if prof is not None:
+            share = prof["share_above_threshold"]
+            verdict = "reproduced" if share >= 0.9 else ("not reproduced" if share < 0.5 else "not resolved")
+            out.append(ClaimCheck("normalization preserves identity (Section 3.2; profile faces SFace still matches to "
+                                  f"their normalization at FAR 1%{who})", "stated",
+                                  f"{100 * share:.1f}% of {prof['n']} faces (cosine mean {prof['mean']:.3f}, threshold "
+                                  f"{m['same_person_threshold']['cosine']:.3f})", verdict))
+        a = {p["fold"]: p["tar"]["0.01"] for p in m["table4"]["all_normalized"]["per_fold"]}
+        b = {p["fold"]: p["tar"]["0.01"] for p in m["table4"]["original"]["per_fold"]}
+        common = sorted(set(a) & set(b))
+        d = 100 * np.array([a[f] - b[f] for f in common])
+        out.append(check_order(f"normalization helps verification (TAR at FAR 1%, paired held-out CFP folds{who})",
+                               better=100 * float(np.mean([a[f] for f in common])),
+                               worse=100 * float(np.mean([b[f] for f in common])),
+                               spread=float(d.std()) if len(d) > 1 else float("nan"), higher_is_better=True,
+                               names=("normalized", "original"), unit="%"))
     return out
 
 

@@ -12,7 +12,8 @@ does not cite it. What neither the figure (lost in the text copy) nor the text g
   eval mode; its last convolutional map, ``[B, 1024, 7, 7]`` for a 112x112 crop, is the feature the
   decoder reads and the feature eq. 6 compares (FNM decodes from its expert's feature maps too). The
   paper's MobileFaceNet has no public weights offline; any registered recognizer with ``features``
-  (a 7x7 map) can stand in through ``expert=``.
+  (a 7x7 map) can stand in through ``expert=``: the decoder's input width follows the expert's map
+  (the book's second expert is the paper's MobileFaceNet distilled from SFace, a ``[B, 512, 7, 7]`` map).
 * **Decoder** ``G_dec`` (:data:`DECODER`): a 1x1 reduction to 256 channels, then four stages of
   nearest-neighbour 2x upsampling + 3x3 conv + BatchNorm + ReLU (7 -> 14 -> 28 -> 56 -> 112) and a 3x3
   conv to RGB with tanh: 0.66M parameters and 0.25 GMAC per face, light enough to train on two CPU
@@ -67,7 +68,7 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
 
 
 class Decoder(nn.Module):
-    """``G_dec``: ``[B, 1024, 7, 7]`` expert map -> ``[B, 3, 112, 112]`` face in [-1, 1]."""
+    """``G_dec``: ``[B, in_channels, 7, 7]`` expert map -> ``[B, 3, 112, 112]`` face in [-1, 1]."""
 
     def __init__(self, in_channels: int = EXPERT_CHANNELS) -> None:
         super().__init__()
@@ -89,7 +90,8 @@ class Decoder(nn.Module):
 class LEFVNormalizer(nn.Module):
     """``G = G_dec ∘ G_enc``: ``(B, 3, 112, 112)`` book-normalised face -> normalised face, same shape.
 
-    ``encode(x)`` is the frozen expert's map ``[B, 1024, 7, 7]``; ``forward(x)`` decodes it. The expert's
+    ``encode(x)`` is the frozen expert's map ``[B, C, 7, 7]`` (C = 1024 for SFace, 512 for MobileFaceNet; the
+    decoder is built for the C the expert gives on a 112x112 input); ``forward(x)`` decodes it. The expert's
     parameters never require gradients and it stays in eval mode whatever ``train()`` is called with
     (the paper fixes it; eval mode keeps its BatchNorm statistics and switches its dropout off), but
     gradients flow *through* it to its input, as eq. 6 on a generated face needs.
@@ -103,8 +105,14 @@ class LEFVNormalizer(nn.Module):
         for p in self.expert.parameters():
             p.requires_grad_(False)
         self.expert.eval()
-        self.decoder = Decoder()
         self.input_size = (3, INPUT_SIZE, INPUT_SIZE)
+        with torch.no_grad():  # the expert's map for one blank face: its width and side, read off the network
+            probe = self.encode(torch.zeros(1, *self.input_size))
+        if probe.shape[-2:] != (EXPERT_MAP, EXPERT_MAP):
+            raise ValueError(f"the expert's map must be {EXPERT_MAP}x{EXPERT_MAP} for a {INPUT_SIZE}x{INPUT_SIZE} face "
+                             f"(the decoder upsamples 16x); got {tuple(probe.shape[-2:])}")
+        self.expert_channels = int(probe.shape[1])
+        self.decoder = Decoder(self.expert_channels)
 
     def train(self, mode: bool = True) -> LEFVNormalizer:
         super().train(mode)
@@ -112,7 +120,7 @@ class LEFVNormalizer(nn.Module):
         return self
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, 112, 112)`` -> the expert's ``(B, 1024, 7, 7)`` map."""
+        """``(B, 3, 112, 112)`` -> the expert's ``(B, C, 7, 7)`` map."""
         from facelab.models.sface import INPUT_RESCALE, SFaceNet
 
         scale = INPUT_RESCALE if isinstance(self.expert, SFaceNet) else 1.0  # SFace's own input normalisation

@@ -189,7 +189,7 @@ def train_normalizer(normalizer, critics, nonfrontal: np.ndarray, frontal: np.nd
             w = sum(float(real_s[r].detach().mean()) - 0.5 * float((fx_s[r] + fy_s[r]).detach().mean()) for r in regions)
             for name, v in (("critic", l_adv), ("penalty", gp), ("wasserstein", w), ("adversarial", g_adv),
                             ("identity", l_ip), ("pixel", l_p), ("symmetry", l_sym)):
-                window.setdefault(name, []).append(float(v))
+                window.setdefault(name, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
                 history.step.append(done)
