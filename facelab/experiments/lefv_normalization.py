@@ -175,8 +175,6 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def run_normalizer(config: NormalizationConfig, ctx: RunContext):
-    import torch
-
     from facelab.data import cfp
     from facelab.data.manifest import load_prepared
     from facelab.eval.templates import evaluate_templates
