@@ -37,7 +37,8 @@ _MODULES = tuple(ch.module for ch in CHAPTERS if module_file(ch.module) is not N
 #: Experiment modules a chapter module does not import itself: added after that chapter's results
 #: were stored, they register from their own file so that the chapter module (whose source every
 #: one of its stored results depends on) stays unchanged.
-_MODULES += ("facelab.experiments.squeezefaceposenet_crossfit",)
+_MODULES += ("facelab.experiments.squeezefaceposenet_crossfit",
+             "facelab.experiments.nirvis_masked_hsst_table2_mobilefacenet")
 
 
 @dataclass(frozen=True)

@@ -170,9 +170,21 @@ def table2_counts_frame(result):
     return pd.DataFrame(rows).set_index("test set").loc[list(names.values())]
 
 
-def table2_claims(result):
+def table2_claims(result, backbone: str | None = None):
     """Table II's and Fig. 4's claims on the stand-ins; spread: the SD over splits of the paired differences
-    (one split: not resolved)."""
+    (one split: not resolved). ``backbone``: a name appended to every claim (a second backbone's rows)."""
+    import dataclasses
+
+    from facelab.claims import ClaimCheck
+
+    out = _table2_claims(result)
+    if backbone is None:
+        return out
+    return [dataclasses.replace(c, claim=f"{c.claim} [{backbone} backbone]") if isinstance(c, ClaimCheck) else c
+            for c in out]
+
+
+def _table2_claims(result):
     from facelab.claims import ClaimCheck, check_order
 
     if result is None:
