@@ -10,6 +10,12 @@ paired data and identity information"). Then:
 * **Identity preservation** (the paper's claim, never measured there): SFace's cosine between each test
   face and its normalised version, per pose, and the share of faces whose cosine stays above SFace's
   same-person threshold at FAR = 1% on these test faces (the cosine 1% of different-identity pairs exceed).
+* **Before and after, by an independent judge**: each held-out profile face, and its normalization, against
+  one frontal reference photo of the same identity (the identity's first held-out frontal crop), scored by
+  dlib's ResNet (``judge``; trained on other data than SFace, and neither the expert nor trained with it) and by
+  SFace: the cosine to the reference before and after, the share of faces that move closer, and the share
+  above the judge's FAR-1% threshold (profile originals against the other identities' references)
+  (:func:`reference_similarity`).
 * **Table 4 with and without normalization**: the all-pairs template protocol of
   :mod:`facelab.experiments.lefv_verification` (TAR at FAR = 0.1%, 1%, 10%) with SFace as the
   recognizer on (a) the original crops, (b) every crop normalised (the LEFV pipeline), (c) only the
@@ -69,6 +75,7 @@ class NormalizationConfig:
     examples: int = 6
     expert: str = "sface"
     expert_training: RecognizerConfig | None = None
+    judge: str | None = "dlib"
 
 
 def configure_normalizer(profile: str) -> NormalizationConfig:
@@ -167,6 +174,45 @@ def example_grid(rows: list[np.ndarray]) -> str:
     if not ok:
         raise RuntimeError("could not encode the example grid as JPEG")
     return base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def reference_frontals(identity: np.ndarray, is_profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the before/after test: ``(profile, references, column)``: the profile rows whose identity has a frontal
+    row, each identity's first frontal row (``references``, sorted by identity), and for each profile row the
+    position of its identity's reference in ``references``."""
+    frontal = np.flatnonzero(~is_profile)
+    ids, first = np.unique(identity[frontal], return_index=True)
+    references = frontal[first]
+    profile = np.flatnonzero(is_profile & np.isin(identity, ids))
+    return profile, references, np.searchsorted(ids, identity[profile])
+
+
+def reference_similarity(before: np.ndarray, after: np.ndarray, references: np.ndarray, column: np.ndarray,
+                         *, far: float = 0.01) -> dict:
+    """Profile faces before and after normalization against frontal references: ``before``, ``after``
+    ``float[N, D]`` (row i: profile face i and its normalization), ``references`` ``float[R, D]``, ``column``
+    ``int[N]`` (the reference of face i's identity), any scale (rows are L2-normalised here). The threshold is
+    the cosine that a share ``far`` of the impostor pairs (face i before, against every other reference)
+    exceed. Returns cosine statistics of face-to-own-normalization, of face-to-reference before and after, the
+    share of faces whose cosine to their reference rises, and the share above the threshold before and after."""
+    unit = lambda e: np.asarray(e, np.float64) / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    b, a, r = unit(before), unit(after), unit(references)
+    n = len(b)
+    genuine = np.zeros((n, len(r)), bool)
+    genuine[np.arange(n), column] = True
+    s_before, s_after = b @ r.T, a @ r.T
+    impostor = s_before[~genuine]
+    threshold = float(np.quantile(impostor, 1 - far)) if len(impostor) else float("nan")
+    to_before, to_after = s_before[np.arange(n), column], s_after[np.arange(n), column]
+
+    def stats(c):
+        return {"mean": float(c.mean()), "sd": float(c.std()), "p10": float(np.percentile(c, 10))}
+
+    return {"n_faces": int(n), "n_references": int(len(r)), "impostor_pairs": int(len(impostor)), "far": far,
+            "threshold": threshold, "self": stats((b * a).sum(1)), "to_reference_before": stats(to_before),
+            "to_reference_after": stats(to_after), "share_closer_after": float(np.mean(to_after > to_before)),
+            "match_rate_before": float(np.mean(to_before >= threshold)),
+            "match_rate_after": float(np.mean(to_after >= threshold))}
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> dict:
@@ -271,6 +317,20 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
             c = np.sum(u_orig[sel] * u_norm[sel], axis=1)
             preservation[p] = _cosines(u_orig[sel], u_norm[sel]) | {"share_above_threshold": float(np.mean(c >= threshold))}
 
+    # before and after, against each identity's frontal reference: SFace, and an independent judge (dlib)
+    profile, references, column = reference_frontals(test_ident, is_profile)
+    before_after = {}
+    if len(profile) and len(references) > 1:
+        before_after["sface"] = reference_similarity(e_orig[profile], e_norm[profile], e_orig[references], column)
+        if config.judge is not None:
+            judge = load_teacher(config.judge)
+            t3 = time.time()
+            before_after[config.judge] = reference_similarity(
+                judge.embed(original[profile], progress=ctx.progress),
+                judge.embed(normalised[profile], progress=ctx.progress),
+                judge.embed(original[references], progress=ctx.progress), column) | {
+                "judge_version": judge.version, "seconds": round(time.time() - t3, 1)}
+
     # the figure: a few held-out profile faces and frontal faces with their normalised versions
     rng = np.random.default_rng(ctx.seed)
     prof = rng.permutation(np.flatnonzero(is_profile))[:config.examples]
@@ -289,7 +349,7 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
                "n_test_identities": int(len(set(templates.identity.tolist()))),
                "decoder_parameters": sum(p.numel() for p in normalizer.decoder.parameters()),
                "critic_parameters": sum(p.numel() for p in critics.parameters()),
-               "table4": table4, "identity_preservation": preservation,
+               "table4": table4, "identity_preservation": preservation, "before_after": before_after,
                "same_person_threshold": {"far": 0.01, "cosine": threshold, "impostor_pairs": int(len(impostor))}, "history": history.as_dict(),
                "train_seconds": round(train_seconds, 1), "normalize_seconds": round(normalize_seconds, 1),
                "normalize_ms_per_face": round(1000 * normalize_seconds / max(1, len(rows)), 2),
@@ -314,4 +374,4 @@ register_experiment(Experiment(
     configure=configure_normalizer_mobilefacenet, run=run_normalizer))
 
 __all__ = ["build_normalizer", "configure_normalizer", "configure_normalizer_mobilefacenet", "distilled_expert",
-           "example_grid"]
+           "example_grid", "reference_frontals", "reference_similarity"]

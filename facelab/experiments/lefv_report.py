@@ -456,6 +456,61 @@ def expert_sentence(result) -> str:
             f"faces its centred cosine to SFace is {a['centred_cosine_mean']:.3f} ± {a['centred_cosine_sd']:.3f}.")
 
 
+def before_after_frame(result, *others):
+    """Held-out profile faces against their identity's frontal reference, before and after normalization, per
+    expert and judge (SFace, and dlib: an independent network): mean cosine, the share of faces that move
+    closer, and the share above the judge's FAR-1% threshold (``metrics["before_after"]``)."""
+    import pandas as pd
+
+    rows = []
+    for r in _normalizers(result, *others):
+        for judge, v in r.metrics.get("before_after", {}).items():
+            rows.append({"expert": expert_label(r), "judge": {"sface": "SFace", "dlib": "dlib (independent)"}.get(judge, judge),
+                         "profile faces": v["n_faces"], "cosine to reference before": round(v["to_reference_before"]["mean"], 3),
+                         "after": round(v["to_reference_after"]["mean"], 3),
+                         "face to its normalization": round(v["self"]["mean"], 3),
+                         "closer after": f"{100 * v['share_closer_after']:.1f}%",
+                         "FAR-1% threshold": round(v["threshold"], 3),
+                         "match before": f"{100 * v['match_rate_before']:.1f}%",
+                         "match after": f"{100 * v['match_rate_after']:.1f}%"})
+    if not rows:
+        return "not measured in these results (rerun lefv.normalizer)"
+    return pd.DataFrame(rows).set_index(["expert", "judge"])
+
+
+def show_critic_crops(result):
+    """The four critics' fixed crops (:data:`facelab.models.lefv_normalizer.REGIONS`) drawn on the first held-out
+    frontal and profile faces of the stored example grid (real aligned 112×112 CFP crops): the boxes sit on a
+    frontal face's eyes, nose and mouth and miss them on a profile, which is what the critics ask of a
+    normalized face."""
+    import base64
+
+    import cv2
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from facelab.models.lefv_normalizer import INPUT_SIZE, REGIONS
+
+    jpeg = base64.b64decode(result.arrays["examples_jpeg"])
+    grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    names = list(result.arrays["example_rows"])
+    shown = [n for n in ("frontal", "profile") if n in names]
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.8 * len(shown) + 1.6, 2.8), squeeze=False)
+    for ax, name in zip(axes[0], shown):
+        y0 = names.index(name) * INPUT_SIZE
+        ax.imshow(grid[y0:y0 + INPUT_SIZE, :INPUT_SIZE])
+        for i, (region, (x1, y1, x2, y2)) in enumerate(REGIONS.items()):
+            inset = 1.5 * (region == "face")  # keep the whole-face box visible at the border
+            ax.add_patch(Rectangle((x1 - 0.5 + inset, y1 - 0.5 + inset), x2 - x1 - 2 * inset, y2 - y1 - 2 * inset,
+                                   fill=False, lw=1.5, color=f"C{i}", label=f"{region} ({x2 - x1}×{y2 - y1})"))
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(f"critics' crops, held-out {name} face", fontsize=9)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def normalizer_curves(result, *others):
     """The normalizer's training terms per logged window (identity, pixel, symmetry; critics' Wasserstein
     estimate), one row of panels per expert (the identity term is each expert's own feature distance, so its
@@ -521,6 +576,14 @@ def normalization_claims(result, mobilefacenet=None) -> list[ClaimCheck]:
                                   f"their normalization at FAR 1%{who})", "stated",
                                   f"{100 * share:.1f}% of {prof['n']} faces (cosine mean {prof['mean']:.3f}, threshold "
                                   f"{m['same_person_threshold']['cosine']:.3f})", verdict))
+        judge = m.get("before_after", {}).get("dlib")
+        if judge is not None:
+            # spread: the binomial SD of the paired change in match rate, sqrt(p_b (1 - p_b) + p_a (1 - p_a)) / sqrt(n)
+            pb, pa, n = judge["match_rate_before"], judge["match_rate_after"], max(1, judge["n_faces"])
+            out.append(check_order("normalization makes a profile face match its person's frontal photo more often "
+                                   f"(dlib as independent judge, FAR 1%{who})", better=100 * pa, worse=100 * pb,
+                                   spread=100 * float(np.sqrt((pb * (1 - pb) + pa * (1 - pa)) / n)),
+                                   higher_is_better=True, names=("normalized", "original"), unit="%"))
         a = {p["fold"]: p["tar"]["0.01"] for p in m["table4"]["all_normalized"]["per_fold"]}
         b = {p["fold"]: p["tar"]["0.01"] for p in m["table4"]["original"]["per_fold"]}
         common = sorted(set(a) & set(b))
