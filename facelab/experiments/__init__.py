@@ -38,7 +38,8 @@ _MODULES = tuple(ch.module for ch in CHAPTERS if module_file(ch.module) is not N
 #: were stored, they register from their own file so that the chapter module (whose source every
 #: one of its stored results depends on) stays unchanged.
 _MODULES += ("facelab.experiments.squeezefaceposenet_crossfit",
-             "facelab.experiments.nirvis_masked_hsst_table2_mobilefacenet")
+             "facelab.experiments.nirvis_masked_hsst_table2_mobilefacenet",
+             "facelab.experiments.nirvis_masked_hsst_end_to_end")
 
 
 @dataclass(frozen=True)

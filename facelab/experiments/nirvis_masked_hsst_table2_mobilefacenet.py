@@ -5,7 +5,7 @@ The same four losses, plain and with HSST, the same stand-ins, splits, heads and
 replaced by the MobileFaceNet that :mod:`facelab.experiments.nirvis_masked_hsst_backbone` distils from SFace
 on identities disjoint from all three stand-ins (the backbone of ``nirvis_masked_hsst.table1_mobilefacenet``).
 The paper's Table II backbone is a ResNet-50 (its reference [24]); neither of ours is one: SFace has the
-knowledge of millions of faces, this MobileFaceNet the architecture of the paper's Table I and what ~12k
+knowledge of millions of faces, this MobileFaceNet the architecture of the paper's Table I and what ~11k
 faces taught it through SFace.
 
 At ``small`` it runs three of the ten splits (Table I's number; the SFace track runs all ten for Fig. 4):
@@ -24,6 +24,8 @@ from facelab.experiments.nirvis_masked_hsst_table2 import CH, Table2Config, conf
 
 
 def configure_table2_mobilefacenet(profile: str) -> Table2Config:
+    """Table II's configuration at ``profile`` with the distilled MobileFaceNet as the backbone (three splits at
+    ``small``)."""
     config = dataclasses.replace(configure_table2(profile), backbone="mobilefacenet")
     if profile == "small":
         config = dataclasses.replace(config, n_splits=3)  # Table I's three splits; the SFace track runs ten
@@ -36,8 +38,14 @@ def run_table2_mobilefacenet(config: Table2Config, ctx: RunContext):
     if config.backbone != "mobilefacenet":
         raise ValueError(f"this experiment runs the MobileFaceNet backbone, got backbone={config.backbone!r}")
     metrics, arrays, digest = run_table2(config, ctx)
+    from facelab.experiments.nirvis_masked_hsst_backbone import backbone_config
+
     metrics["backbone"] = ("MobileFaceNet distilled from SFace (frozen) + residual head (trained): partial "
                            "fine-tuning")
+    # the same distillation (configuration, seed, checkpoint) as nirvis_masked_hsst.table1_mobilefacenet, whose
+    # result records the pool, the loss curve and the training time
+    metrics["backbone_pretraining"] = {"config": str(backbone_config(config.data_profile)),
+                                       "recorded_in": CH.experiment("table1_mobilefacenet")}
     return metrics, arrays, digest
 
 

@@ -106,8 +106,9 @@ class LEFVNormalizer(nn.Module):
             p.requires_grad_(False)
         self.expert.eval()
         self.input_size = (3, INPUT_SIZE, INPUT_SIZE)
+        device = next(self.expert.parameters()).device
         with torch.no_grad():  # the expert's map for one blank face: its width and side, read off the network
-            probe = self.encode(torch.zeros(1, *self.input_size))
+            probe = self.encode(torch.zeros(1, *self.input_size, device=device))
         if probe.shape[-2:] != (EXPERT_MAP, EXPERT_MAP):
             raise ValueError(f"the expert's map must be {EXPERT_MAP}x{EXPERT_MAP} for a {INPUT_SIZE}x{INPUT_SIZE} face "
                              f"(the decoder upsamples 16x); got {tuple(probe.shape[-2:])}")
