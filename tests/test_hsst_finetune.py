@@ -74,3 +74,73 @@ def test_bad_inputs_are_refused(pairs):
     with pytest.raises(ValueError, match="more training identities than queue"):  # 12 ids, queue 12 + batch 4
         fine_tune("hsst", TinyNet(), vis, nir, by_id, by_id, FineTuneConfig(steps=1, batch_size=4, queue_size=12),
                   seed=0)
+
+
+class NoBatchNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 5, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+        self.fc = nn.Linear(16, 8)
+
+    def forward_features(self, x):
+        return self.fc(self.body(x).flatten(1))
+
+
+def test_joint_step_equals_semisiamese_without_batchnorm():
+    # the one difference from SemiSiamese is the joint probe pass, which only BatchNorm can tell apart
+    import copy
+
+    from facelab.train.hsst import HSSTConfig, SemiSiamese
+    from facelab.train.hsst_finetune import JointHSST
+
+    torch.manual_seed(0)
+    net = NoBatchNormNet()
+    nir, vis = torch.randn(2, 3, 112, 112), torch.randn(2, 3, 112, 112)
+    a = SemiSiamese(copy.deepcopy(net), 8, HSSTConfig(queue_size=4, alpha=0.5), generator=torch.Generator().manual_seed(1))
+    b = JointHSST(copy.deepcopy(net), 8, queue_size=4, alpha=0.5, scale=30.0, loss="softmax",
+                  generator=torch.Generator().manual_seed(1))
+    for _ in range(3):  # three steps: the queues fill and wrap, the gallery moves
+        la, lb = a.loss(nir, vis), b.loss(nir, vis)
+        torch.testing.assert_close(la, lb)
+        a.after_step(), b.after_step()
+        for q in ("vis", "nir"):
+            torch.testing.assert_close(a.queues[q].features, b.queues[q].features)
+        nir, vis = vis + 0.1, nir - 0.1
+
+
+def test_the_probe_sees_both_modalities_in_one_batch(pairs):
+    vis, nir, by_id = pairs
+    torch.manual_seed(1)
+    net = TinyNet()
+    seen = []
+    net.body[1].register_forward_hook(lambda m, i, o: seen.append((m.training, i[0].shape[0])))
+    fine_tune("hsst", net, vis, nir, by_id, by_id, CONFIG, seed=0)
+    trained = [n for training, n in seen if training]
+    assert trained and set(trained) == {2 * CONFIG.batch_size}  # [NIR; VIS] together, in training mode
+
+
+def test_the_returned_network_is_the_probe_not_the_gallery(pairs):
+    # alpha = 1 freezes the gallery-net at the start: the returned network must still have moved
+    before, net, _ = _run("hsst", pairs, config=FineTuneConfig(steps=2, batch_size=2, queue_size=4, alpha=1.0, lr=0.1))
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_imprinted_classifier_is_each_identitys_mean_feature(pairs):
+    from facelab.train.hsst_finetune import _batch, _Features, _imprint
+
+    vis, nir, by_id = pairs
+    torch.manual_seed(0)
+    feats = _Features(NoBatchNormNet(), "cpu", False)
+    w = _imprint(feats, vis, nir, by_id[:2], by_id[:2], "cpu", False)
+    with torch.no_grad():
+        f = torch.nn.functional.normalize(feats.forward_features(torch.cat([_batch(vis, by_id[1], "cpu", False),
+                                                                            _batch(nir, by_id[1], "cpu", False)])), dim=1)
+    torch.testing.assert_close(w[1], torch.nn.functional.normalize(f.mean(0), dim=0))
+    assert w.shape == (2, 8)
+
+
+def test_the_in_batch_triplet_is_refused(pairs):
+    vis, nir, by_id = pairs
+    with pytest.raises(ValueError, match="loss must be"):
+        fine_tune("plain", TinyNet(), vis, nir, by_id, by_id, FineTuneConfig(steps=1, batch_size=2, loss="triplet"),
+                  seed=0)
