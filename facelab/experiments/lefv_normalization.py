@@ -379,8 +379,11 @@ def run_normalizer(config: NormalizationConfig, ctx: RunContext):
     pool = "\n".join(expert_record["pool_identities"]) if expert_record is not None else ""
     digest = hashlib.sha256(("\n".join(man["path"].iloc[np.concatenate([x_rows, y_rows, rows])])
                              + str(prepared.summary.get("fingerprint")) + pool).encode()).hexdigest()[:16]
-    return metrics, {"examples_jpeg": examples, "example_rows": ["profile", "profile normalized", "frontal",
-                                                               "frontal normalized"][:len(grid_rows)]}, digest
+    arrays = {"examples_jpeg": examples,
+              "example_rows": ["profile", "profile normalized", "frontal", "frontal normalized"][:len(grid_rows)]}
+    if expert_record is not None:  # who the distilled expert learned from, for a reader to check against the tests
+        arrays["expert_pool_identities"] = expert_record["pool_identities"]
+    return metrics, arrays, digest
 
 
 register_experiment(Experiment(
