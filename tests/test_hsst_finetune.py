@@ -144,3 +144,33 @@ def test_the_in_batch_triplet_is_refused(pairs):
     with pytest.raises(ValueError, match="loss must be"):
         fine_tune("plain", TinyNet(), vis, nir, by_id, by_id, FineTuneConfig(steps=1, batch_size=2, loss="triplet"),
                   seed=0)
+
+
+def test_rank1_hits_agree_with_the_identification_report():
+    from facelab.eval.identification import identification_report
+    from facelab.experiments.nirvis_masked_hsst_end_to_end import rank1_hits
+
+    rng = np.random.default_rng(0)
+    g_ids = np.array(["a", "b", "c", "d"])
+    gallery = rng.normal(size=(4, 8))
+    p_ids = rng.choice(g_ids, size=50)
+    probes = gallery[np.searchsorted(g_ids, p_ids)] + rng.normal(scale=1.5, size=(50, 8))
+    hits = rank1_hits(gallery, probes, g_ids, p_ids)
+    rep = identification_report(probes @ gallery.T, p_ids, g_ids, ranks=(1,), far_targets=(0.1,))
+    assert hits.dtype == bool and 0 < hits.mean() < 1
+    assert hits.mean() == pytest.approx(rep.rank_accuracy[1])
+
+
+def test_paired_rank1_change_in_closed_form():
+    from facelab.experiments.nirvis_masked_hsst_end_to_end import paired_rank1_change
+
+    a = np.array([1, 1, 1, 0, 0, 1], bool)
+    b = np.array([1, 0, 0, 1, 0, 1], bool)
+    out = paired_rank1_change(a, b)
+    d = np.array([0, 1, 1, -1, 0, 0], float)  # per-probe changes from b to a
+    assert out["diff"] == pytest.approx(100 * d.mean())
+    assert out["se"] == pytest.approx(100 * d.std() / np.sqrt(6))
+    assert (out["a_only"], out["b_only"], out["n"]) == (2, 1, 6)
+    assert paired_rank1_change(a, a)["se"] == 0 and paired_rank1_change(a, a)["diff"] == 0
+    with pytest.raises(ValueError, match="same length"):
+        paired_rank1_change(a, b[:5])
