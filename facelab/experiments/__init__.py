@@ -39,7 +39,8 @@ _MODULES = tuple(ch.module for ch in CHAPTERS if module_file(ch.module) is not N
 #: one of its stored results depends on) stays unchanged.
 _MODULES += ("facelab.experiments.squeezefaceposenet_crossfit",
              "facelab.experiments.nirvis_masked_hsst_table2_mobilefacenet",
-             "facelab.experiments.nirvis_masked_hsst_end_to_end")
+             "facelab.experiments.nirvis_masked_hsst_end_to_end",
+             "facelab.experiments.uniface_floor")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""Chapter 5's ImageNet floor: the features it scores, checked against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch.nn import functional as F
+
+from facelab.experiments import uniface_floor as X
+from facelab.models.uniface import BACKBONES, to_input
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _body(seed: int = 0):
+    torch.manual_seed(seed)
+    return torchvision.models.mobilenet_v2(weights=None).features.eval()
+
+
+def test_centre_boxes_are_central_squares_in_each_images_pixels():
+    b = X.centre_boxes([(250, 250), (100, 200)], 128)
+    np.testing.assert_allclose(b, [[61, 61, 189, 189], [36, -14, 164, 114]])
+
+
+def test_a_whole_image_box_gives_each_taps_normalised_global_mean():
+    # at 224 px the stride-16 tap is 14x14 and the stride-32 tap 7x7: RoIAlign's 7x7 bins with 2x2 samples then
+    # average to exactly the map's mean (borders clamp), so the feature must equal the global means
+    body = _body()
+    img = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    got = X.whole_image_roi_features(body, [img], np.array([[0, 0, 224, 224]], np.float32), size=224)
+    taps = [i for i, _, _ in BACKBONES["mobilenet_v2"][1:]]
+    x, means = to_input(img), []
+    with torch.no_grad():
+        for i, layer in enumerate(body):
+            x = layer(x)
+            if i in taps:
+                means.append(F.normalize(x.mean(dim=(2, 3)), dim=1))
+    want = torch.cat(means, dim=1).numpy()
+    assert got.shape == (1, 96 + 320)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_roi_reads_only_the_box():
+    body = _body()
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    other = img.copy()
+    other[:, 200:] = rng.integers(0, 256, (300, 100, 3), dtype=np.uint8)  # changed far right of the box
+    box = np.array([[20, 20, 120, 120]], np.float32)
+    a = X.whole_image_roi_features(body, [img], box, size=300)
+    b = X.whole_image_roi_features(body, [other], box, size=300)
+    c = X.whole_image_roi_features(body, [other], np.array([[150, 150, 290, 290]], np.float32), size=300)
+    # the stride-16 part sees a receptive field wider than 80 px, so only require it to move much less
+    assert np.abs(a - b).max() < 0.5 * np.abs(a - c).max()
+
+
+def test_crop_features_are_the_pooled_last_map_and_batching_does_not_change_them():
+    body = _body()
+    crops = np.random.default_rng(2).integers(0, 256, (5, 112, 112, 3), dtype=np.uint8)
+    one = X.crop_features(body, crops, batch_size=5)
+    two = X.crop_features(body, crops, batch_size=2)
+    with torch.no_grad():
+        want = body(to_input(crops)).mean(dim=(2, 3)).numpy()
+    assert one.shape == (5, 1280)
+    np.testing.assert_allclose(one, want, atol=1e-5)
+    np.testing.assert_allclose(two, want, atol=1e-5)
+
+
+def test_imagenet_body_loads_the_packaged_weights():
+    body = X.imagenet_body()
+    assert not body.training
+    assert len(body) == 19
+    # not torchvision's random initialisation: the first BatchNorm's running mean is non-zero
+    assert body[0][1].running_mean.abs().sum() > 0
