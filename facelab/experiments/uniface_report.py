@@ -114,6 +114,44 @@ def selection_frame(nets: dict) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(rows).set_index("model")
 
 
+def body_parameters(backbone: str) -> int:
+    """Parameters of the backbone layers a Uniface network uses (its bottom-up body up to the last tap, no extras)."""
+    from facelab.models.uniface import BottomUp
+
+    return sum(p.numel() for p in BottomUp(backbone).body.parameters())
+
+
+FLOOR_ROWS = {"aligned_crop": "ImageNet MobileNetV2, no face training: aligned crop",
+              "whole_image_roi": "ImageNet MobileNetV2, no face training: image fed whole, centre-box RoI"}
+
+
+def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
+    """The floor's two rows (``uniface.imagenet_floor``) and each student against the fed-whole floor on the same
+    pairs: the mean over folds of the per-fold accuracy difference, its SD over folds, and whether the student is
+    above or below the floor by more than that SD (else not resolved)."""
+    import pandas as pd
+
+    if floor is None:
+        return pd.DataFrame([{"system": "ImageNet floor", "LFW accuracy": "not run"}]).set_index("system")
+    f = floor.metrics["table1"]
+    rows = [{"system": label, "LFW accuracy": _acc(f[k]), "pairs": f[k]["n_pairs"]} for k, label in FLOOR_ROWS.items()]
+    base = np.asarray(f["whole_image_roi"]["folds"], float)
+    for letter, r in _present(nets):
+        t = r.metrics["table1"]
+        row = {"system": f"Ours, model {NAMES[letter]} (mimic-trained)", "LFW accuracy": _acc(t), "pairs": t["n_pairs"]}
+        if t["n_pairs"] == f["whole_image_roi"]["n_pairs"] and len(t["folds"]) == len(base):
+            d = np.asarray(t["folds"], float) - base
+            sd = float(d.std())
+            row["minus the fed-whole floor (paired folds)"] = f"{d.mean():+.2f} ± {sd:.2f}"
+            row["verdict"] = ("not resolved" if abs(d.mean()) <= sd else
+                              "above the floor" if d.mean() > 0 else "below the floor")
+        else:  # another profile's pairs: no paired comparison
+            row["minus the fed-whole floor (paired folds)"] = "different pairs"
+            row["verdict"] = "not compared"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("system")
+
+
 def robustness_frame(nets: dict, teacher) -> "pd.DataFrame":  # noqa: F821
     """LFW accuracy (mean ± SD over folds) under crop/pad of up to p px per side, per system."""
     import pandas as pd
