@@ -74,3 +74,24 @@ def test_imagenet_body_loads_the_packaged_weights():
     assert len(body) == 19
     # not torchvision's random initialisation: the first BatchNorm's running mean is non-zero
     assert body[0][1].running_mean.abs().sum() > 0
+
+
+def test_untrained_student_embeds_the_given_face_in_input_pixels_and_batching_does_not_matter():
+    from facelab import create_model
+    from facelab.models.uniface import pad_to_square
+
+    torch.manual_seed(0)
+    model = create_model("uniface_a").eval()
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (250, 200, 3), dtype=np.uint8) for _ in range(3)]
+    boxes = np.array([[50, 60, 150, 180]] * 3, np.float32)
+    marks = np.array([[[80, 100], [120, 100], [100, 125], [85, 150], [115, 150]]] * 3, np.float32)
+    got = X.untrained_student_features(model, images, boxes, marks, size=160, batch_size=2)
+    sq, scale = pad_to_square(images[1], 160)
+    with torch.no_grad():
+        out = model(to_input(sq))
+        want = model.embed(out, torch.as_tensor(boxes[1:2]) * scale, torch.as_tensor(marks[1:2]) * scale,
+                           torch.zeros(1, dtype=torch.long), 160).numpy()
+    assert got.shape == (3, 128)
+    np.testing.assert_allclose(got[1:2], want, atol=1e-4)
+    assert not np.allclose(got[0], got[1])

@@ -18,6 +18,11 @@ paper row: the paper reports no such baseline. Two rows, both with torchvision's
   :data:`facelab.experiments.uniface.CENTRE_CROP` is the teacher's "not aligned" row's box), each
   average-pooled and L2-normalised, then concatenated (96 + 320 = 416-d): what the students' heads could read
   off their backbone with no detection and no training.
+* ``untrained_student``: Uniface model A itself before training (ImageNet backbone, recognition branch at
+  torch's default initialisation, seeded), fed whole, its landmark attention on MTCNN's box and landmarks from
+  the prepare step (what training feeds it; no detection at test). Beside the two rows above it separates the
+  two ways a student can end below the floor: a random branch that already loses the backbone's information
+  (then training has to build it), or one that keeps it (then training lost it).
 """
 
 from __future__ import annotations
@@ -125,7 +130,32 @@ def whole_image_roi_features(body, images: list[np.ndarray], boxes: np.ndarray, 
     return np.concatenate(out) if out else np.zeros((0, 416), np.float32)
 
 
+def untrained_student_features(model, images: list[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray, *,
+                               size: int, batch_size: int = 32) -> np.ndarray:
+    """A Uniface network's embeddings ``float32[N, 128]`` of images fed whole (padded, resized to ``size``) at given
+    faces (``boxes [N, 4]`` xyxy, ``landmarks [N, 5, 2]``, original pixels; one per image), in eval mode."""
+    import torch
+
+    from facelab.models.uniface import pad_to_square, to_input
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for b0 in range(0, len(images), batch_size):
+            sq = [pad_to_square(im, size) for im in images[b0:b0 + batch_size]]
+            scale = torch.tensor([q[1] for q in sq], dtype=torch.float32)
+            fwd = model(to_input(np.stack([q[0] for q in sq])))
+            b = torch.as_tensor(boxes[b0:b0 + len(sq)]) * scale[:, None]
+            m = torch.as_tensor(landmarks[b0:b0 + len(sq)]) * scale[:, None, None]
+            out.append(model.embed(fwd, b, m, torch.arange(len(sq)), size).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+
+
 def run_floor(config: FloorConfig, ctx: RunContext):
+    import torch
+
+    from facelab import create_model
+    from facelab.data.manifest import boxes_of, landmarks_of
     from facelab.experiments.uniface import lfw_test, read_originals, verification
 
     t0 = time.time()
@@ -139,6 +169,13 @@ def run_floor(config: FloorConfig, ctx: RunContext):
     table["whole_image_roi"], _ = verification(
         whole_image_roi_features(body, originals, boxes, size=config.input_size, batch_size=config.batch_size),
         rows, resolved)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        student = create_model("uniface_a", pretrained="imagenet")
+    df = prepared.manifest.iloc[rows]
+    table["untrained_student"], _ = verification(
+        untrained_student_features(student, originals, boxes_of(df), landmarks_of(df, "image"),
+                                   size=config.input_size, batch_size=config.batch_size), rows, resolved)
     metrics = {"table1": table, "backbone": "torchvision mobilenet_v2, ImageNet weights, no face training",
                "n_test_images": int(len(rows)), "seconds": round(time.time() - t0, 1)}
     digest = hashlib.sha256("\n".join(prepared.manifest["path"].iloc[rows]).encode()).hexdigest()[:16]
@@ -148,8 +185,8 @@ def run_floor(config: FloorConfig, ctx: RunContext):
 register_experiment(Experiment(
     name=CH.experiment("imagenet_floor"), chapter=CH.folder,
     description="Table I's floor: ImageNet MobileNetV2 with no face training on the same LFW pairs (aligned crop, "
-                "and the image fed whole with a centre-box RoI)",
+                "the image fed whole with a centre-box RoI, and model A before training)",
     configure=configure_floor, run=run_floor))
 
 __all__ = ["FloorConfig", "centre_boxes", "configure_floor", "crop_features", "imagenet_body",
-           "whole_image_roi_features"]
+           "untrained_student_features", "whole_image_roi_features"]

@@ -122,7 +122,8 @@ def body_parameters(backbone: str) -> int:
 
 
 FLOOR_ROWS = {"aligned_crop": "ImageNet MobileNetV2, no face training: aligned crop",
-              "whole_image_roi": "ImageNet MobileNetV2, no face training: image fed whole, centre-box RoI"}
+              "whole_image_roi": "ImageNet MobileNetV2, no face training: image fed whole, centre-box RoI",
+              "untrained_student": "Model A before training (ImageNet backbone, random branch), MTCNN's face"}
 
 
 def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
@@ -134,7 +135,8 @@ def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
     if floor is None:
         return pd.DataFrame([{"system": "ImageNet floor", "LFW accuracy": "not run"}]).set_index("system")
     f = floor.metrics["table1"]
-    rows = [{"system": label, "LFW accuracy": _acc(f[k]), "pairs": f[k]["n_pairs"]} for k, label in FLOOR_ROWS.items()]
+    rows = [{"system": label, "LFW accuracy": _acc(f[k]), "pairs": f[k]["n_pairs"]} for k, label in FLOOR_ROWS.items()
+            if k in f]
     base = np.asarray(f["whole_image_roi"]["folds"], float)
     for letter, r in _present(nets):
         t = r.metrics["table1"]
