@@ -95,3 +95,25 @@ def test_untrained_student_embeds_the_given_face_in_input_pixels_and_batching_do
     assert got.shape == (3, 128)
     np.testing.assert_allclose(got[1:2], want, atol=1e-4)
     assert not np.allclose(got[0], got[1])
+
+
+def test_floor_frame_pairs_folds_and_names_the_direction():
+    from types import SimpleNamespace
+
+    from facelab.experiments.uniface_report import floor_frame
+
+    def acc(folds):
+        return {"accuracy": float(np.mean(folds)), "accuracy_sd": float(np.std(folds)), "n_pairs": 200,
+                "folds": list(map(float, folds))}
+
+    base = np.array([70, 72, 74, 76, 78, 70, 72, 74, 76, 78], float)
+    floor = SimpleNamespace(metrics={"table1": {"aligned_crop": acc(base), "whole_image_roi": acc(base),
+                                                "untrained_student": acc(base - 10)}})
+    student = SimpleNamespace(metrics={"table1": acc(base - 5 + np.array([1, -1] * 5))})
+    df = floor_frame({"A": student}, floor)
+    row = df.loc["Ours, model A (primary) (mimic-trained)"]
+    assert row["minus the fed-whole floor"] == "-5.00 ± 1.00"
+    assert row["minus the fed-whole floor: verdict"] == "below the floor"
+    assert row["minus model A before training: verdict"] == "training gained"
+    close = SimpleNamespace(metrics={"table1": acc(base + np.array([3, -3] * 5) + 1)})
+    assert floor_frame({"A": close}, floor).iloc[-1]["minus the fed-whole floor: verdict"] == "not resolved"

@@ -127,9 +127,9 @@ FLOOR_ROWS = {"aligned_crop": "ImageNet MobileNetV2, no face training: aligned c
 
 
 def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
-    """The floor's two rows (``uniface.imagenet_floor``) and each student against the fed-whole floor on the same
-    pairs: the mean over folds of the per-fold accuracy difference, its SD over folds, and whether the student is
-    above or below the floor by more than that SD (else not resolved)."""
+    """The floor's rows (``uniface.imagenet_floor``) and each student against the fed-whole floor and against model
+    A before training, on the same pairs: the mean over folds of the per-fold accuracy difference, its SD over
+    folds, and whether the student is above or below by more than that SD (else not resolved)."""
     import pandas as pd
 
     if floor is None:
@@ -137,21 +137,25 @@ def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
     f = floor.metrics["table1"]
     rows = [{"system": label, "LFW accuracy": _acc(f[k]), "pairs": f[k]["n_pairs"]} for k, label in FLOOR_ROWS.items()
             if k in f]
-    base = np.asarray(f["whole_image_roi"]["folds"], float)
+    def paired(t, ref, col, above, below, row):
+        base = np.asarray(ref["folds"], float)
+        if t["n_pairs"] == ref["n_pairs"] and len(t["folds"]) == len(base):
+            d = np.asarray(t["folds"], float) - base
+            sd = float(d.std())
+            row[col] = f"{d.mean():+.2f} ± {sd:.2f}"
+            row[f"{col}: verdict"] = "not resolved" if abs(d.mean()) <= sd else (above if d.mean() > 0 else below)
+        else:  # another profile's pairs: no paired comparison
+            row[col], row[f"{col}: verdict"] = "different pairs", "not compared"
+
     for letter, r in _present(nets):
         t = r.metrics["table1"]
         row = {"system": f"Ours, model {NAMES[letter]} (mimic-trained)", "LFW accuracy": _acc(t), "pairs": t["n_pairs"]}
-        if t["n_pairs"] == f["whole_image_roi"]["n_pairs"] and len(t["folds"]) == len(base):
-            d = np.asarray(t["folds"], float) - base
-            sd = float(d.std())
-            row["minus the fed-whole floor (paired folds)"] = f"{d.mean():+.2f} ± {sd:.2f}"
-            row["verdict"] = ("not resolved" if abs(d.mean()) <= sd else
-                              "above the floor" if d.mean() > 0 else "below the floor")
-        else:  # another profile's pairs: no paired comparison
-            row["minus the fed-whole floor (paired folds)"] = "different pairs"
-            row["verdict"] = "not compared"
+        paired(t, f["whole_image_roi"], "minus the fed-whole floor", "above the floor", "below the floor", row)
+        if "untrained_student" in f:
+            paired(t, f["untrained_student"], "minus model A before training", "training gained",
+                   "training lost", row)
         rows.append(row)
-    return pd.DataFrame(rows).set_index("system")
+    return pd.DataFrame(rows).set_index("system").fillna("—")
 
 
 def robustness_frame(nets: dict, teacher) -> "pd.DataFrame":  # noqa: F821
