@@ -114,6 +114,45 @@ def test_floor_frame_pairs_folds_and_names_the_direction():
     row = df.loc["Ours, model A (primary) (mimic-trained)"]
     assert row["minus the fed-whole floor"] == "-5.00 ± 1.00"
     assert row["minus the fed-whole floor: verdict"] == "below the floor"
-    assert row["minus model A before training: verdict"] == "training gained"
+    assert row["minus model A before training: verdict"] == "above untrained A"
     close = SimpleNamespace(metrics={"table1": acc(base + np.array([3, -3] * 5) + 1)})
     assert floor_frame({"A": close}, floor).iloc[-1]["minus the fed-whole floor: verdict"] == "not resolved"
+    # the same number of pairs from another data manifest is not paired
+    floor.provenance, student.provenance = {"data_manifest_hash": "a"}, {"data_manifest_hash": "b"}
+    assert floor_frame({"A": student}, floor).iloc[-1]["minus the fed-whole floor: verdict"] == "not compared"
+
+
+def test_the_box_is_scaled_to_the_padded_resized_input():
+    # a 100x200 (H x W) image at 224 px: padded to 200x200 at the bottom, scale 224/200; a non-square box off the
+    # diagonal; the reference pads, resizes and RoI-aligns by hand
+    import cv2
+    from torchvision.ops import roi_align
+
+    body = _body()
+    img = np.random.default_rng(4).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    box = np.array([[120, 10, 190, 60]], np.float32)  # x0 y0 x1 y1 in original pixels
+    got = X.whole_image_roi_features(body, [img], box, size=224)
+    canvas = np.zeros((200, 200, 3), np.uint8)
+    canvas[:100] = img
+    x = to_input(cv2.resize(canvas, (224, 224), interpolation=cv2.INTER_LINEAR))
+    roi = torch.tensor([[0.0, 120 * 1.12, 10 * 1.12, 190 * 1.12, 60 * 1.12]])
+    parts = []
+    with torch.no_grad():
+        for i, layer in enumerate(body):
+            x = layer(x)
+            if i in (13, 17):
+                r = roi_align(x, roi, 7, spatial_scale=1 / (16 if i == 13 else 32), sampling_ratio=2, aligned=True)
+                parts.append(F.normalize(r.mean(dim=(2, 3)), dim=1))
+            if i == 17:
+                break
+    np.testing.assert_allclose(got, torch.cat(parts, dim=1).numpy(), atol=1e-5)
+    swapped = X.whole_image_roi_features(body, [img], box[:, [1, 0, 3, 2]], size=224)
+    assert not np.allclose(got, swapped, atol=1e-3)
+
+
+def test_features_refuse_a_network_in_training_mode():
+    body = _body().train()
+    with pytest.raises(ValueError, match="eval mode"):
+        X.crop_features(body, np.zeros((1, 112, 112, 3), np.uint8))
+    with pytest.raises(ValueError, match="eval mode"):
+        X.whole_image_roi_features(body, [np.zeros((50, 50, 3), np.uint8)], np.zeros((1, 4), np.float32), size=64)

@@ -5,8 +5,11 @@ The Uniface students (``uniface.train.*``) start from ImageNet MobileNetV2 and l
 (laterals, deconvolutions, landmark attention) from scratch by mimicking SFace. A student's LFW accuracy means
 little without the accuracy that needs no face training at all: if a short schedule leaves a student *below*
 this floor, its from-scratch branch has not yet learned to pass on what the backbone already carries. Not a
-paper row: the paper reports no such baseline. Two rows, both with torchvision's ImageNet MobileNetV2
-(:func:`facelab.models.mobilenet_v2_face.imagenet_weights_path`), no training, cosine scores:
+paper row: the paper reports no such baseline. Three rows, all on torchvision's ImageNet MobileNetV2
+(:func:`facelab.models.mobilenet_v2_face.imagenet_weights_path`), no training, cosine scores. Each row is given
+its face (an aligned crop, a centre box, MTCNN's box); the students find theirs with their own detector, so a
+student below a row may localise worse as well as recognise worse (their landmark error is in Table I's
+selection table):
 
 * ``aligned_crop``: the book's prepared 112×112 aligned crop (the crop the teacher sees), globally average-
   pooled stride-32 features (1280-d), the input ImageNet-normalised. An aligned crop is more than any
@@ -20,9 +23,8 @@ paper row: the paper reports no such baseline. Two rows, both with torchvision's
   off their backbone with no detection and no training.
 * ``untrained_student``: Uniface model A itself before training (ImageNet backbone, recognition branch at
   torch's default initialisation, seeded), fed whole, its landmark attention on MTCNN's box and landmarks from
-  the prepare step (what training feeds it; no detection at test). Beside the two rows above it separates the
-  two ways a student can end below the floor: a random branch that already loses the backbone's information
-  (then training has to build it), or one that keeps it (then training lost it).
+  the prepare step (what training feeds it; no detection at test): how much the random branch alone loses of
+  what the backbone carries.
 """
 
 from __future__ import annotations
@@ -76,10 +78,19 @@ def imagenet_body():
     return body.eval()
 
 
+def _check_eval(module) -> None:
+    if module.training:
+        raise ValueError("the floor's features need the network in eval mode (call .eval() first): in training mode "
+                         "BatchNorm uses each batch's statistics")
+
+
 def crop_features(body, crops: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
     """``uint8[N, 112, 112, 3]`` RGB crops -> ``float32[N, 1280]``: ImageNet-normalised, the body's last map
-    globally average-pooled."""
+    globally average-pooled. ``body`` must be in eval mode (batch statistics would make a face's features depend on
+    its batch)."""
     import torch
+
+    _check_eval(body)
 
     from facelab.models.uniface import to_input
 
@@ -101,13 +112,14 @@ def whole_image_roi_features(body, images: list[np.ndarray], boxes: np.ndarray, 
     """Images fed whole (``uint8[H, W, 3]`` each, padded to a square and resized to ``size``) with one box each
     (``boxes [N, 4]`` xyxy original pixels) -> ``float32[N, 416]``: the stride-16 and stride-32 taps of
     :data:`facelab.models.uniface.BACKBONES` RoI-aligned over the box (7×7), average-pooled, each part
-    L2-normalised so that neither map's scale dominates, concatenated."""
+    L2-normalised so that neither map's scale dominates, concatenated. ``body`` must be in eval mode."""
     import torch
     from torch.nn import functional as F
     from torchvision.ops import roi_align
 
     from facelab.models.uniface import BACKBONES, pad_to_square, to_input
 
+    _check_eval(body)
     taps = {i: stride for i, _, stride in BACKBONES["mobilenet_v2"][1:]}
     last = max(taps)
     out = []
@@ -133,12 +145,12 @@ def whole_image_roi_features(body, images: list[np.ndarray], boxes: np.ndarray, 
 def untrained_student_features(model, images: list[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray, *,
                                size: int, batch_size: int = 32) -> np.ndarray:
     """A Uniface network's embeddings ``float32[N, 128]`` of images fed whole (padded, resized to ``size``) at given
-    faces (``boxes [N, 4]`` xyxy, ``landmarks [N, 5, 2]``, original pixels; one per image), in eval mode."""
+    faces (``boxes [N, 4]`` xyxy, ``landmarks [N, 5, 2]``, original pixels; one per image); ``model`` in eval mode."""
     import torch
 
     from facelab.models.uniface import pad_to_square, to_input
 
-    model.eval()
+    _check_eval(model)
     out = []
     with torch.no_grad():
         for b0 in range(0, len(images), batch_size):
@@ -171,7 +183,7 @@ def run_floor(config: FloorConfig, ctx: RunContext):
         rows, resolved)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
-        student = create_model("uniface_a", pretrained="imagenet")
+        student = create_model("uniface_a", pretrained="imagenet").eval()
     df = prepared.manifest.iloc[rows]
     table["untrained_student"], _ = verification(
         untrained_student_features(student, originals, boxes_of(df), landmarks_of(df, "image"),

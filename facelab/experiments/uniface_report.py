@@ -129,7 +129,9 @@ FLOOR_ROWS = {"aligned_crop": "ImageNet MobileNetV2, no face training: aligned c
 def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
     """The floor's rows (``uniface.imagenet_floor``) and each student against the fed-whole floor and against model
     A before training, on the same pairs: the mean over folds of the per-fold accuracy difference, its SD over
-    folds, and whether the student is above or below by more than that SD (else not resolved)."""
+    folds, and whether the student is above or below by more than that SD (else not resolved). The floor's rows
+    are given their face, the students detect theirs: a gap mixes localisation with recognition. Pairs count as
+    the same when the data manifest, the profile's pairs per fold and the number of pairs agree."""
     import pandas as pd
 
     if floor is None:
@@ -137,9 +139,15 @@ def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
     f = floor.metrics["table1"]
     rows = [{"system": label, "LFW accuracy": _acc(f[k]), "pairs": f[k]["n_pairs"]} for k, label in FLOOR_ROWS.items()
             if k in f]
-    def paired(t, ref, col, above, below, row):
+    def same_pairs(r) -> bool:
+        prov = (getattr(r, "provenance", {}) or {}), (getattr(floor, "provenance", {}) or {})
+        conf = (getattr(r, "config", {}) or {}), (getattr(floor, "config", {}) or {})
+        return (prov[0].get("data_manifest_hash") == prov[1].get("data_manifest_hash")
+                and all(conf[0].get(k) == conf[1].get(k) for k in ("data_profile", "pairs_per_fold")))
+
+    def paired(r, t, ref, col, above, below, row):
         base = np.asarray(ref["folds"], float)
-        if t["n_pairs"] == ref["n_pairs"] and len(t["folds"]) == len(base):
+        if t["n_pairs"] == ref["n_pairs"] and len(t["folds"]) == len(base) and same_pairs(r):
             d = np.asarray(t["folds"], float) - base
             sd = float(d.std())
             row[col] = f"{d.mean():+.2f} ± {sd:.2f}"
@@ -150,10 +158,10 @@ def floor_frame(nets: dict, floor) -> "pd.DataFrame":  # noqa: F821
     for letter, r in _present(nets):
         t = r.metrics["table1"]
         row = {"system": f"Ours, model {NAMES[letter]} (mimic-trained)", "LFW accuracy": _acc(t), "pairs": t["n_pairs"]}
-        paired(t, f["whole_image_roi"], "minus the fed-whole floor", "above the floor", "below the floor", row)
+        paired(r, t, f["whole_image_roi"], "minus the fed-whole floor", "above the floor", "below the floor", row)
         if "untrained_student" in f:
-            paired(t, f["untrained_student"], "minus model A before training", "training gained",
-                   "training lost", row)
+            paired(r, t, f["untrained_student"], "minus model A before training", "above untrained A",
+                   "below untrained A", row)
         rows.append(row)
     return pd.DataFrame(rows).set_index("system").fillna("—")
 
